@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Virtual CPUs: slot ownership, explicit attach with optional pinning,
+ * implicit attach on first use, release at thread exit.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <bpfmem.h>
+#include "bug.h"
+#include "cpu.h"
+#include "rcu.h"
+
+int nr_cpu_ids;
+__tls_ie int bpfmem_this_cpu = CPU_NONE;
+
+/*
+ * A thread's identity for slot ownership: the address of one of its TLS
+ * words, unique among live threads.
+ */
+static __tls_ie char thread_token;
+
+struct cpu_slot {
+	/* 0: free.  Claimed by CAS from 0 (acquire: the new owner sees every
+	 * write the previous owner made to this CPU's caches), released by a
+	 * store of 0 (release).  Only the owner releases. */
+	_Atomic uintptr_t owner;
+} ____cacheline_aligned;
+
+static struct cpu_slot *slots;		/* nr_cpu_ids entries, mmap'ed once */
+static _Atomic unsigned int attach_hint;	/* where implicit attach starts looking */
+static _Atomic int free_slots;		/* slots with owner == 0 (approximate) */
+static pthread_key_t exit_key;
+
+static uintptr_t me(void)
+{
+	return (uintptr_t)&thread_token;
+}
+
+static bool slot_claim(int cpu)
+{
+	uintptr_t expected = 0;
+
+	if (!atomic_compare_exchange_strong_explicit(&slots[cpu].owner, &expected, me(),
+						     memory_order_acquire, memory_order_relaxed))
+		return false;
+	atomic_fetch_sub_explicit(&free_slots, 1, memory_order_relaxed);
+	return true;
+}
+
+static void slot_release(int cpu)
+{
+	atomic_fetch_add_explicit(&free_slots, 1, memory_order_relaxed);
+	atomic_store_explicit(&slots[cpu].owner, 0, memory_order_release);
+}
+
+/*
+ * Arms the exit destructor.  glibc keeps the first 32 keys in the thread
+ * descriptor itself, so for our key (created at load time) this is two
+ * stores: no allocation, no lock, safe from a handler.
+ */
+static void arm_exit_destructor(void)
+{
+	pthread_setspecific(exit_key, (void *)1);
+}
+
+static void set_this_cpu(int cpu)
+{
+	bpfmem_this_cpu = cpu;
+	barrier();
+}
+
+int cpu_attach_any(void)
+{
+	int cpu = bpfmem_this_cpu;
+
+	if (cpu == CPU_EXITING)
+		return SHARED_CPU;
+	if (cpu == CPU_SHARED && atomic_load_explicit(&free_slots, memory_order_relaxed) <= 0)
+		return SHARED_CPU;
+
+	unsigned int start = atomic_fetch_add_explicit(&attach_hint, 1, memory_order_relaxed);
+
+	for (int i = 0; i < nr_cpu_ids; i++) {
+		int c = (start + i) % nr_cpu_ids;
+
+		if (atomic_load_explicit(&slots[c].owner, memory_order_relaxed))
+			continue;
+		if (!slot_claim(c))
+			continue;
+		/*
+		 * A handler that interrupted us between the claim and this
+		 * store attached on its own and owns a slot now: keep that one.
+		 */
+		if (bpfmem_this_cpu >= 0) {
+			slot_release(c);
+			return bpfmem_this_cpu;
+		}
+		set_this_cpu(c);
+		arm_exit_destructor();
+		return c;
+	}
+	if (bpfmem_this_cpu >= 0)
+		return bpfmem_this_cpu;
+	set_this_cpu(CPU_SHARED);
+	return SHARED_CPU;
+}
+
+bool cpu_in_use(int cpu)
+{
+	return atomic_load_explicit(&slots[cpu].owner, memory_order_relaxed) != 0;
+}
+
+static void thread_exit(void *unused)
+{
+	int cpu = bpfmem_this_cpu;
+
+	(void)unused;
+	/* From here on a handler on this thread uses the shared CPU and never
+	 * attaches again, so the slot cannot be left owned by a dead thread. */
+	set_this_cpu(CPU_EXITING);
+	if (cpu >= 0)
+		slot_release(cpu);
+}
+
+static int pin_to_real_cpu(int cpu)
+{
+	long online = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+
+	if (online < 1)
+		online = 1;
+	CPU_ZERO(&set);
+	CPU_SET(cpu % online, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		return -errno;
+	return 0;
+}
+
+__public int bpfmem_thread_attach(int cpu, unsigned int flags)
+{
+	int old = bpfmem_this_cpu;
+	int err;
+
+	if (cpu < 0 || cpu >= nr_cpu_ids || (flags & ~BPFMEM_ATTACH_PIN))
+		return -EINVAL;
+	if (old == CPU_EXITING)
+		return -EINVAL;
+	if (old != cpu) {
+		if (!slot_claim(cpu))
+			return -EBUSY;
+	}
+	if (flags & BPFMEM_ATTACH_PIN) {
+		err = pin_to_real_cpu(cpu);
+		if (err) {
+			if (old != cpu)
+				slot_release(cpu);
+			return err;
+		}
+	}
+	if (old != cpu) {
+		set_this_cpu(cpu);
+		if (old >= 0)
+			slot_release(old);
+	}
+	arm_exit_destructor();
+	/* Explicit attach is process context: register with RCU now so that
+	 * the read side works from this thread's signal handlers with every
+	 * flavor. */
+	rcu_thread_online();
+	return 0;
+}
+
+__public void bpfmem_thread_detach(void)
+{
+	int cpu = bpfmem_this_cpu;
+
+	if (cpu == CPU_EXITING)
+		return;
+	set_this_cpu(CPU_NONE);
+	if (cpu >= 0)
+		slot_release(cpu);
+}
+
+__public int bpfmem_current_cpu(void)
+{
+	int cpu = bpfmem_this_cpu;
+
+	return cpu >= 0 ? cpu : -1;
+}
+
+__public int bpfmem_nr_cpus(void)
+{
+	return nr_cpu_ids;
+}
+
+int cpu_init(void)
+{
+	long conf = sysconf(_SC_NPROCESSORS_CONF);
+	const char *env = getenv("BPFMEM_NR_CPUS");
+	long n = max(4 * conf, 64L);
+
+	if (env && *env) {
+		char *end;
+		long v = strtol(env, &end, 10);
+
+		if (*end == '\0' && v >= 1 && v <= 65536)
+			n = v;
+		else
+			bpfmem_warn("ignoring BPFMEM_NR_CPUS=\"%s\": not a number in 1..65536", env);
+	}
+	size_t bytes = ALIGN(sizeof(struct cpu_slot) * (size_t)n, 4096);
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return -ENOMEM;
+	if (pthread_key_create(&exit_key, thread_exit)) {
+		munmap(p, bytes);
+		return -EAGAIN;
+	}
+	slots = p;
+	atomic_store(&free_slots, (int)n);
+	nr_cpu_ids = (int)n;
+	return 0;
+}
+
+/* Only the forking thread survives: every other slot has no owner now. */
+void cpu_fork_child(void)
+{
+	int cpu = bpfmem_this_cpu;
+	int nfree = 0;
+
+	for (int c = 0; c < nr_cpu_ids; c++) {
+		if (c == cpu)
+			continue;
+		atomic_store_explicit(&slots[c].owner, 0, memory_order_relaxed);
+		nfree++;
+	}
+	atomic_store(&free_slots, nfree);
+}

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Virtual CPUs.  Each live thread owns at most one virtual CPU ("slot") at a
+ * time, which stands for the kernel's "this CPU, migration disabled".  CPU
+ * number nr_cpu_ids is the shared overflow CPU: threads that find every slot
+ * taken (or that are exiting) use it, serialised by a trylock instead of
+ * ownership.  Per-CPU areas therefore hold nr_cpu_ids + 1 copies.
+ */
+#ifndef BPFMEM_KERNEL_CPU_H
+#define BPFMEM_KERNEL_CPU_H
+
+#include <stdbool.h>
+#include "compiler.h"
+
+/* Constant after library load: bpfmem_nr_cpus(). */
+extern int nr_cpu_ids __hidden;
+
+/*
+ * The calling thread's CPU: >= 0 an owned slot; otherwise one of the
+ * CPU_* states below.  Written only by the thread itself (and its signal
+ * handlers, which run to completion); initial-exec TLS, see compiler.h.
+ */
+extern __tls_ie int bpfmem_this_cpu __hidden;
+
+#define CPU_NONE	(-1)	/* never attached, or detached */
+#define CPU_SHARED	(-2)	/* every slot was taken: uses the shared CPU */
+#define CPU_EXITING	(-3)	/* thread-exit destructor ran: shared CPU only */
+
+/* The shared overflow CPU's per-CPU index. */
+#define SHARED_CPU	nr_cpu_ids
+
+#define for_each_possible_cpu(cpu) for ((cpu) = 0; (cpu) <= nr_cpu_ids; (cpu)++)
+
+/* AS.  Slow path of smp_processor_id(): attach to a free slot, lock-free. */
+int cpu_attach_any(void) __hidden;
+
+/*
+ * AS.  The caller's CPU, attaching on first use: an owned slot, or
+ * SHARED_CPU when none is free.  Callers test `cpu == SHARED_CPU` to pick
+ * the serialised path.
+ */
+static __always_inline int smp_processor_id(void)
+{
+	int cpu = bpfmem_this_cpu;
+
+	if (likely(cpu >= 0))
+		return cpu;
+	return cpu_attach_any();
+}
+
+/* True when slot `cpu` is owned by a live thread now (racy by nature). */
+bool cpu_in_use(int cpu) __hidden;
+
+int cpu_init(void) __hidden;
+void cpu_fork_child(void) __hidden;
+
+#endif /* BPFMEM_KERNEL_CPU_H */

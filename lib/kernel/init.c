@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Library start-up and fork().  The constructor sizes the virtual CPUs and
+ * registers one set of fork handlers that calls each facility in order.
+ */
+#include <pthread.h>
+
+#include "bug.h"
+#include "cpu.h"
+#include "init.h"
+#include "irq_work.h"
+#include "rcu.h"
+
+/*
+ * Prepare order matters: pause liburcu's call_rcu threads first (their
+ * callbacks take the ttrace lock and run the refill path's frees), then park
+ * the refill thread, then take the allocator locks, so that no lock is held
+ * by a thread that will not exist in the child.
+ */
+static void prepare(void)
+{
+	rcu_before_fork();
+	irq_work_before_fork();
+	memalloc_before_fork();
+}
+
+static void parent(void)
+{
+	memalloc_after_fork_parent();
+	irq_work_after_fork_parent();
+	rcu_after_fork_parent();
+}
+
+/* liburcu first: the restarted refill thread registers with it */
+static void child(void)
+{
+	cpu_fork_child();
+	memalloc_after_fork_child();
+	rcu_after_fork_child();
+	irq_work_after_fork_child();
+}
+
+__attribute__((constructor)) static void bpfmem_init(void)
+{
+	/* on failure nr_cpu_ids stays 0 and every allocator init fails */
+	if (cpu_init())
+		bpfmem_warn("cannot set up virtual CPUs: out of memory");
+	pthread_atfork(prepare, parent, child);
+}

@@ -1,0 +1,197 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The refill thread: userspace stand-in for the kernel's irq_work.  It
+ * sleeps in read(2) on an eventfd; raisers push the work onto a lock-free
+ * queue and write the eventfd only when the queue was empty.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "bug.h"
+#include "irq_work.h"
+#include "rcu.h"
+
+static struct llist_head queue;		/* raisers add, the worker takes all */
+static int efd = -1;			/* written by raisers, read by the worker */
+
+/*
+ * Worker lifecycle and completion notification, all under `lock`:
+ * `completed` grows after every batch so waiters can sleep on `done`.
+ */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t done = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t parked_cv = PTHREAD_COND_INITIALIZER;
+static bool running;			/* a worker thread exists */
+static bool park_req;			/* fork: worker must stop between batches */
+static bool parked;			/* worker acknowledged park_req */
+static pthread_t worker;
+
+static void wake_worker(void)
+{
+	uint64_t one = 1;
+
+	/* write(2) is async-signal-safe; EAGAIN only at counter overflow,
+	 * when the worker has a wake-up pending anyway */
+	ssize_t ignored = write(efd, &one, sizeof(one));
+	(void)ignored;
+}
+
+bool __irq_work_queue(struct irq_work *work)
+{
+	unsigned int old = atomic_fetch_or_explicit(&work->flags,
+						    IRQ_WORK_PENDING | IRQ_WORK_BUSY,
+						    memory_order_acq_rel);
+	if (old & IRQ_WORK_PENDING)
+		return false;
+	if (llist_add(&work->llnode, &queue))
+		wake_worker();
+	return true;
+}
+
+static void run_one(struct irq_work *work)
+{
+	/* clear PENDING before running: a raise during func queues it again */
+	unsigned int flags = atomic_fetch_and_explicit(&work->flags, ~IRQ_WORK_PENDING,
+						       memory_order_acq_rel) & ~IRQ_WORK_PENDING;
+
+	work->func(work);
+	/* drop BUSY only if nobody queued it again meanwhile */
+	atomic_compare_exchange_strong_explicit(&work->flags, &flags, flags & ~IRQ_WORK_BUSY,
+						memory_order_release, memory_order_relaxed);
+}
+
+static void *worker_main(void *arg)
+{
+	(void)arg;
+	rcu_thread_online();	/* the work calls call_rcu */
+	for (;;) {
+		uint64_t v;
+		struct llist_node *node, *next;
+
+		if (read(efd, &v, sizeof(v)) < 0 && errno != EINTR && errno != EAGAIN) {
+			WARN_ONCE(1, "refill thread: eventfd read failed (errno %d)", errno);
+			usleep(1000);
+		}
+		while ((node = llist_del_all(&queue))) {
+			/* oldest first, so a flush marker runs after what preceded it */
+			llist_for_each_safe(node, next, llist_reverse_order(node))
+				run_one(container_of(node, struct irq_work, llnode));
+		}
+		pthread_mutex_lock(&lock);
+		pthread_cond_broadcast(&done);
+		if (park_req) {
+			parked = true;
+			pthread_cond_broadcast(&parked_cv);
+			while (park_req)
+				pthread_cond_wait(&parked_cv, &lock);
+			parked = false;
+		}
+		pthread_mutex_unlock(&lock);
+	}
+	return NULL;
+}
+
+/* Signals are blocked in the worker: a process-directed signal must run
+ * the application's handler on one of its own threads, not on ours. */
+static int spawn_worker(void)
+{
+	sigset_t all, old;
+	int err;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	err = pthread_create(&worker, NULL, worker_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err)
+		return -err;
+	pthread_detach(worker);
+	running = true;
+	return 0;
+}
+
+int irq_work_start(void)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&lock);
+	if (!running) {
+		if (efd < 0)
+			efd = eventfd(0, EFD_CLOEXEC);
+		if (efd < 0)
+			err = -errno;
+		else
+			err = spawn_worker();
+	}
+	pthread_mutex_unlock(&lock);
+	return err;
+}
+
+void irq_work_sync(struct irq_work *work)
+{
+	if (!irq_work_is_busy(work))
+		return;
+	pthread_mutex_lock(&lock);
+	while (irq_work_is_busy(work))
+		pthread_cond_wait(&done, &lock);
+	pthread_mutex_unlock(&lock);
+}
+
+static void flush_marker(struct irq_work *work)
+{
+	(void)work;
+}
+
+void irq_work_flush(void)
+{
+	struct irq_work marker;
+
+	if (!READ_ONCE(running))
+		return;
+	init_irq_work(&marker, flush_marker);
+	irq_work_queue(&marker);
+	irq_work_sync(&marker);
+}
+
+/* fork: the worker must not be inside a work (it may hold the ttrace lock,
+ * or be halfway through a list) when the address space is copied. */
+void irq_work_before_fork(void)
+{
+	pthread_mutex_lock(&lock);
+	if (!running)
+		return;		/* keep `lock` held until after fork */
+	park_req = true;
+	wake_worker();
+	while (!parked)
+		pthread_cond_wait(&parked_cv, &lock);
+}
+
+void irq_work_after_fork_parent(void)
+{
+	park_req = false;
+	pthread_cond_broadcast(&parked_cv);
+	pthread_mutex_unlock(&lock);
+}
+
+void irq_work_after_fork_child(void)
+{
+	bool was_running = running;
+
+	/* the parent's worker does not exist here and the eventfd is shared
+	 * with the parent: start over with fresh ones */
+	pthread_mutex_init(&lock, NULL);
+	pthread_cond_init(&done, NULL);
+	pthread_cond_init(&parked_cv, NULL);
+	park_req = parked = running = false;
+	if (efd >= 0)
+		close(efd);
+	efd = eventfd(0, EFD_CLOEXEC);
+	if (was_running && (efd < 0 || spawn_worker()))
+		bpfmem_warn("fork child: cannot restart the refill thread");
+	if (!llist_empty(&queue))
+		wake_worker();
+}

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * irq_work: deferred work raised from any context, signal handlers
+ * included, and run by the refill thread.  Raising is lock-free and
+ * deduplicated while the work is pending, like irq_work_queue(): the only
+ * syscall is one eventfd write when the queue goes from empty to non-empty.
+ * A work item never runs concurrently with itself.
+ */
+#ifndef BPFMEM_KERNEL_IRQ_WORK_H
+#define BPFMEM_KERNEL_IRQ_WORK_H
+
+#include <stdbool.h>
+#include "compiler.h"
+#include "llist.h"
+
+#define IRQ_WORK_PENDING	1u	/* queued, not yet started */
+#define IRQ_WORK_BUSY		2u	/* queued or running */
+
+struct irq_work {
+	struct llist_node llnode;	/* link in the global queue while PENDING */
+	_Atomic unsigned int flags;	/* PENDING|BUSY: set by raisers, cleared by the worker */
+	void (*func)(struct irq_work *);
+};
+
+static inline void init_irq_work(struct irq_work *work, void (*func)(struct irq_work *))
+{
+	work->llnode.next = NULL;
+	atomic_init(&work->flags, 0);
+	work->func = func;
+}
+
+bool __irq_work_queue(struct irq_work *work) __hidden;
+
+/* AS.  Queue `work` unless it is already pending; false if it was. */
+static __always_inline bool irq_work_queue(struct irq_work *work)
+{
+	/* a plain load first: a pending work costs no atomic RMW */
+	if (atomic_load_explicit(&work->flags, memory_order_relaxed) & IRQ_WORK_PENDING)
+		return false;
+	return __irq_work_queue(work);
+}
+
+static inline bool irq_work_is_busy(struct irq_work *work)
+{
+	return atomic_load_explicit(&work->flags, memory_order_acquire) & IRQ_WORK_BUSY;
+}
+
+/* P.  Wait until `work` is neither pending nor running. */
+void irq_work_sync(struct irq_work *work) __hidden;
+/* P.  Wait until every work queued before the call has run. */
+void irq_work_flush(void) __hidden;
+/* P.  Start the refill thread if it is not running: 0 or -errno. */
+int irq_work_start(void) __hidden;
+
+void irq_work_before_fork(void) __hidden;
+void irq_work_after_fork_parent(void) __hidden;
+void irq_work_after_fork_child(void) __hidden;
+
+#endif /* BPFMEM_KERNEL_IRQ_WORK_H */

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * RCU and RCU tasks trace, each backed by a liburcu flavor chosen at
+ * configure time (rcu_flavor.c is compiled once per distinct flavor).
+ * When both domains use the same flavor, one grace period is both, and
+ * rcu_trace_implies_rcu_gp() is true.
+ */
+#ifndef BPFMEM_KERNEL_RCU_H
+#define BPFMEM_KERNEL_RCU_H
+
+#include <stdbool.h>
+#include <urcu/call-rcu.h>	/* struct rcu_head */
+#include "compiler.h"
+
+#define RCU_DOMAIN_DECLARE(d)						\
+	void rcudom_##d##_read_lock(void) __hidden;			\
+	void rcudom_##d##_read_unlock(void) __hidden;			\
+	void rcudom_##d##_synchronize(void) __hidden;			\
+	void rcudom_##d##_call(struct rcu_head *head,			\
+			       void (*func)(struct rcu_head *)) __hidden;	\
+	void rcudom_##d##_barrier(void) __hidden;			\
+	void rcudom_##d##_register(void) __hidden;			\
+	void rcudom_##d##_before_fork(void) __hidden;			\
+	void rcudom_##d##_after_fork_parent(void) __hidden;		\
+	void rcudom_##d##_after_fork_child(void) __hidden;
+
+RCU_DOMAIN_DECLARE(normal)
+#if BPFMEM_RCU_SAME_FLAVOR
+#define RCU_TRACE(fn) rcudom_normal_##fn
+#else
+RCU_DOMAIN_DECLARE(trace)
+#define RCU_TRACE(fn) rcudom_trace_##fn
+#endif
+
+static inline bool rcu_trace_implies_rcu_gp(void)
+{
+	return BPFMEM_RCU_SAME_FLAVOR;
+}
+
+static inline void call_rcu_hurry(struct rcu_head *head, void (*func)(struct rcu_head *))
+{
+	rcudom_normal_call(head, func);
+}
+
+static inline void call_rcu_tasks_trace(struct rcu_head *head, void (*func)(struct rcu_head *))
+{
+	RCU_TRACE(call)(head, func);
+}
+
+/* P.  Register the calling thread with both domains (no-op for bp). */
+static inline void rcu_thread_online(void)
+{
+	rcudom_normal_register();
+	RCU_TRACE(register)();
+}
+
+void rcu_before_fork(void) __hidden;
+void rcu_after_fork_parent(void) __hidden;
+void rcu_after_fork_child(void) __hidden;
+
+#endif /* BPFMEM_KERNEL_RCU_H */

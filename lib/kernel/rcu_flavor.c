@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One RCU domain over one liburcu flavor.  Compiled once per domain with
+ * BPFMEM_RCU_DOMAIN (normal|trace), BPFMEM_URCU_HEADER (the flavor's header)
+ * and BPFMEM_URCU_BP (1 for the bulletproof flavor) defined by CMake.
+ */
+#define URCU_API_MAP		/* keep the generic names mapped to this flavor */
+#include BPFMEM_URCU_HEADER
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "compiler.h"
+
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define DOMAIN_FN(fn) CAT(CAT(CAT(rcudom_, BPFMEM_RCU_DOMAIN), _), fn)
+
+/*
+ * memb and mb need every reader, and every caller of call_rcu/rcu_barrier,
+ * registered; registration allocates and locks, so it happens here, in
+ * process context, and is undone by the key destructor at thread exit.
+ * bp registers lazily by itself.
+ */
+#if !BPFMEM_URCU_BP
+static __tls_ie bool registered;
+static pthread_key_t unregister_key;
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+
+static void unregister_at_exit(void *unused)
+{
+	(void)unused;
+	if (registered) {
+		rcu_unregister_thread();
+		registered = false;
+	}
+}
+
+static void make_key(void)
+{
+	pthread_key_create(&unregister_key, unregister_at_exit);
+}
+#endif
+
+__hidden void DOMAIN_FN(register)(void)
+{
+#if !BPFMEM_URCU_BP
+	if (likely(registered))
+		return;
+	pthread_once(&key_once, make_key);
+	rcu_register_thread();
+	registered = true;
+	pthread_setspecific(unregister_key, (void *)1);
+#endif
+}
+
+__hidden void DOMAIN_FN(read_lock)(void)
+{
+	DOMAIN_FN(register)();
+	rcu_read_lock();
+}
+
+__hidden void DOMAIN_FN(read_unlock)(void)
+{
+	rcu_read_unlock();
+}
+
+__hidden void DOMAIN_FN(synchronize)(void)
+{
+	DOMAIN_FN(register)();
+	synchronize_rcu();
+}
+
+__hidden void DOMAIN_FN(call)(struct rcu_head *head, void (*func)(struct rcu_head *))
+{
+	DOMAIN_FN(register)();
+	call_rcu(head, func);
+}
+
+__hidden void DOMAIN_FN(barrier)(void)
+{
+	DOMAIN_FN(register)();
+	rcu_barrier();
+}
+
+/* liburcu's fork rules: pause the call_rcu threads around fork() and, for
+ * bp, its registry too; the child re-creates what it needs. */
+__hidden void DOMAIN_FN(before_fork)(void)
+{
+	call_rcu_before_fork();
+#if BPFMEM_URCU_BP
+	urcu_bp_before_fork();
+#endif
+}
+
+__hidden void DOMAIN_FN(after_fork_parent)(void)
+{
+#if BPFMEM_URCU_BP
+	urcu_bp_after_fork_parent();
+#endif
+	call_rcu_after_fork_parent();
+}
+
+__hidden void DOMAIN_FN(after_fork_child)(void)
+{
+#if BPFMEM_URCU_BP
+	urcu_bp_after_fork_child();
+#endif
+	call_rcu_after_fork_child();
+}
