@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared helpers of the reliability tests: the load report line that
+ * gen-reliability-doc.sh collects, object stamping, warning counting and
+ * backend (slab) balance checks.
+ */
+#ifndef BPFMEM_REL_COMMON_H
+#define BPFMEM_REL_COMMON_H
+
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+#include <bpfmem.h>
+#include "kernel/slab.h"
+
+/* Request sizes that land in each of the 11 any-size classes, in class
+ * order (unit size minus the 8-byte header). */
+static const size_t rel_class_req[11] = { 88, 184, 8, 24, 56, 120, 248, 504, 1016, 2040, 4088 };
+
+/*
+ * One line per test on stdout, "RELIABILITY name key=value ...".  The doc
+ * generator collects these lines, so the table shows the load each run
+ * really held rather than what the test was configured for.
+ */
+static inline void rel_report(const char *name, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	printf("RELIABILITY %s %s\n", name, buf);
+	fflush(stdout);
+}
+
+/* Seconds each stress phase runs: BPFMEM_STRESS_SECONDS, default `def`. */
+static inline double rel_seconds(double def)
+{
+	const char *s = getenv("BPFMEM_STRESS_SECONDS");
+	double v = s ? atof(s) : 0;
+
+	return v > 0 ? v : def;
+}
+
+static inline double rel_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static inline pid_t rel_gettid(void)
+{
+	return (pid_t)syscall(SYS_gettid);
+}
+
+/*
+ * Stamp every word of an object with a value derived from its address and a
+ * tag; a double hand-out or a write by the allocator into a live object
+ * breaks the stamp of one of the two owners.  Async-signal-safe.
+ */
+static inline uint64_t rel_word(const void *obj, uint64_t tag, size_t i)
+{
+	return ((uint64_t)(uintptr_t)obj * 0x9e3779b97f4a7c15ull) ^ tag ^ (i * 0x100000001b3ull);
+}
+
+static inline void rel_stamp(void *obj, size_t size, uint64_t tag)
+{
+	uint64_t *w = obj;
+
+	for (size_t i = 0; i < size / 8; i++)
+		w[i] = rel_word(obj, tag, i);
+}
+
+static inline int rel_check(const void *obj, size_t size, uint64_t tag)
+{
+	const uint64_t *w = obj;
+
+	for (size_t i = 0; i < size / 8; i++)
+		if (w[i] != rel_word(obj, tag, i))
+			return -1;
+	return 0;
+}
+
+/* Warnings from the library (leak reports at destroy, WARN_ON_ONCE). */
+static _Atomic long rel_warnings;
+static char rel_last_warning[256];
+
+static inline void rel_warn_handler(const char *msg, void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&rel_warnings, 1);
+	strncpy(rel_last_warning, msg, sizeof(rel_last_warning) - 1);
+}
+
+static inline void rel_count_warnings(void)
+{
+	bpfmem_set_warn_handler(rel_warn_handler, NULL);
+}
+
+/* Backend objects outstanding (given out and not yet taken back). */
+static inline long rel_backend_outstanding(void)
+{
+	struct slab_stats st;
+
+	slab_get_stats(&st);
+	return st.allocs - st.frees;
+}
+
+/* Objects an allocator holds from the backend, over every size class. */
+static inline long rel_ma_outstanding(const struct bpf_mem_alloc *ma)
+{
+	int n = bpfmem_nr_size_classes(ma);
+	long sum = 0;
+
+	for (int i = 0; i < n; i++) {
+		struct bpfmem_cache_stats st = { .sz = sizeof(st) };
+
+		if (bpfmem_cache_stats(ma, i, &st))
+			continue;
+		sum += (long)st.backend_allocs - (long)st.backend_frees;
+	}
+	return sum;
+}
+
+#endif /* BPFMEM_REL_COMMON_H */
