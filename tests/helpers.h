@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared helpers of the unit tests: reaching an allocator's internal caches,
+ * capturing warnings, and reader threads parked inside RCU read-side sections.
+ */
+#ifndef BPFMEM_TESTS_HELPERS_H
+#define BPFMEM_TESTS_HELPERS_H
+
+#include <pthread.h>
+#include <semaphore.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <bpfmem.h>
+#include "memalloc.h"
+#include "kernel/cpu.h"
+#include "kernel/irq_work.h"
+#include "kernel/percpu.h"
+#include "kernel/slab.h"
+
+#define T_HDR 8		/* the object header in front of every pointer handed out */
+
+/*
+ * Group setup of every suite: the main thread owns virtual CPU 0, so that
+ * prefill and the fast path land on a known cache.
+ */
+static inline int t_attach_cpu0(void **state)
+{
+	(void)state;
+	return bpfmem_thread_attach(0, 0) == 0 ? 0 : -1;
+}
+
+/* The copy of size class `idx` (0 for fixed-size allocators) on `cpu`. */
+static inline struct bpf_mem_cache *t_cache(const struct bpf_mem_alloc *ma, int idx, int cpu)
+{
+	if (ma->cache)
+		return per_cpu_ptr(ma->cache, cpu);
+	return &((struct bpf_mem_caches *)per_cpu_ptr(ma->caches, cpu))->cache[idx];
+}
+
+/* The cache named by an allocated object's header. */
+static inline struct bpf_mem_cache *t_owner(const void *p)
+{
+	return *(struct bpf_mem_cache *const *)((const char *)p - T_HDR);
+}
+
+/* Index of the any-size class with this unit size, -1 if none. */
+static inline int t_class_idx(int unit_size)
+{
+	for (int i = 0; i < NUM_CACHES; i++)
+		if (bpf_mem_sizes[i] == unit_size)
+			return i;
+	return -1;
+}
+
+static inline int t_free_cnt(struct bpf_mem_cache *c)
+{
+	return atomic_load(&c->free_cnt);
+}
+
+/* Objects of a finished refill waiting in the owner's mailbox. */
+static inline unsigned long t_mailbox_cnt(struct bpf_mem_cache *c)
+{
+	return llist_count(atomic_load(&c->refill_llist.first));
+}
+
+static inline struct bpfmem_cache_stats t_stats(const struct bpf_mem_alloc *ma, int idx)
+{
+	struct bpfmem_cache_stats st = { .sz = sizeof(st) };
+
+	assert_int_equal(bpfmem_cache_stats(ma, idx, &st), 0);
+	return st;
+}
+
+static inline struct slab_stats t_slab(void)
+{
+	struct slab_stats st;
+
+	slab_get_stats(&st);
+	return st;
+}
+
+/* ---- warnings ---- */
+
+#define T_WARN_MAX 16
+
+struct t_warn_log {
+	pthread_mutex_t lock;
+	int n;
+	char msg[T_WARN_MAX][256];
+};
+
+/* Warnings may come from the refill or RCU threads: hence the lock. */
+static inline void t_warn_capture(const char *msg, void *arg)
+{
+	struct t_warn_log *log = arg;
+
+	pthread_mutex_lock(&log->lock);
+	if (log->n < T_WARN_MAX)
+		snprintf(log->msg[log->n], sizeof(log->msg[0]), "%s", msg);
+	log->n++;
+	pthread_mutex_unlock(&log->lock);
+}
+
+static inline void t_warn_start(struct t_warn_log *log)
+{
+	memset(log, 0, sizeof(*log));
+	pthread_mutex_init(&log->lock, NULL);
+	bpfmem_set_warn_handler(t_warn_capture, log);
+}
+
+static inline int t_warn_stop(struct t_warn_log *log)
+{
+	int n;
+
+	bpfmem_set_warn_handler(NULL, NULL);
+	pthread_mutex_lock(&log->lock);
+	n = log->n;
+	pthread_mutex_unlock(&log->lock);
+	return n;
+}
+
+/* ---- a reader parked inside an RCU read-side section ---- */
+
+struct t_reader {
+	pthread_t thread;
+	bool trace;		/* RCU tasks trace instead of RCU */
+	sem_t inside, release;
+	_Atomic int released;	/* set just before the read-side section ends */
+};
+
+static inline void *t_reader_main(void *arg)
+{
+	struct t_reader *r = arg;
+
+	if (r->trace)
+		bpfmem_rcu_read_lock_trace();
+	else
+		bpfmem_rcu_read_lock();
+	sem_post(&r->inside);
+	sem_wait(&r->release);
+	atomic_store(&r->released, 1);
+	if (r->trace)
+		bpfmem_rcu_read_unlock_trace();
+	else
+		bpfmem_rcu_read_unlock();
+	return NULL;
+}
+
+/* Returns once the reader is inside its read-side section. */
+static inline void t_reader_enter(struct t_reader *r, bool trace)
+{
+	r->trace = trace;
+	atomic_store(&r->released, 0);
+	sem_init(&r->inside, 0, 0);
+	sem_init(&r->release, 0, 0);
+	assert_int_equal(pthread_create(&r->thread, NULL, t_reader_main, r), 0);
+	sem_wait(&r->inside);
+}
+
+static inline void t_reader_leave(struct t_reader *r)
+{
+	sem_post(&r->release);
+	assert_int_equal(pthread_join(r->thread, NULL), 0);
+	sem_destroy(&r->inside);
+	sem_destroy(&r->release);
+}
+
+#endif /* BPFMEM_TESTS_HELPERS_H */
