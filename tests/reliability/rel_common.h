@@ -21,6 +21,8 @@
 #include <bpfmem.h>
 #include "kernel/slab.h"
 
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
 /* Request sizes that land in each of the 11 any-size classes, in class
  * order (unit size minus the 8-byte header). */
 static const size_t rel_class_req[11] = { 88, 184, 8, 24, 56, 120, 248, 504, 1016, 2040, 4088 };
