@@ -1,0 +1,441 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The per-CPU cache algorithm: LIFO reuse, watermarks and batch per class,
+ * prefill, refill below the low watermark, trim above the high one, the
+ * GFP flags and raw free.
+ */
+#include "helpers.h"
+
+#include <stdlib.h>
+
+#define HOLD_MAX 400
+
+/* One allocation, then let any refill it raised land: keeps CPU 0 supplied
+ * so that the shared CPU never serves the test. */
+static void *alloc_flushed(struct bpf_mem_alloc *ma)
+{
+	void *p = bpf_mem_cache_alloc(ma);
+
+	assert_non_null(p);
+	irq_work_flush();
+	return p;
+}
+
+static void test_fixed_free_then_alloc_returns_same_pointer(void **state)
+{
+	struct bpf_mem_alloc ma = { 0 };
+	void *p, *q;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 40, false), 0);
+	p = bpf_mem_cache_alloc(&ma);
+	assert_non_null(p);
+	bpf_mem_cache_free(&ma, p);
+	q = bpf_mem_cache_alloc(&ma);
+	assert_ptr_equal(q, p);
+	bpf_mem_cache_free(&ma, q);
+	bpf_mem_alloc_destroy(&ma);
+}
+
+static void test_any_size_frees_are_reused_last_in_first_out(void **state)
+{
+	struct bpf_mem_alloc ma = { 0 };
+	void *a, *b, *c;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
+	a = bpf_mem_alloc(&ma, 100);
+	b = bpf_mem_alloc(&ma, 100);
+	c = bpf_mem_alloc(&ma, 100);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_non_null(c);
+	bpf_mem_free(&ma, a);
+	bpf_mem_free(&ma, b);
+	bpf_mem_free(&ma, c);
+	assert_ptr_equal(bpf_mem_alloc(&ma, 100), c);
+	assert_ptr_equal(bpf_mem_alloc(&ma, 100), b);
+	assert_ptr_equal(bpf_mem_alloc(&ma, 100), a);
+	bpf_mem_free(&ma, a);
+	bpf_mem_free(&ma, b);
+	bpf_mem_free(&ma, c);
+	bpf_mem_alloc_destroy(&ma);
+}
+
+struct marks {
+	int unit, low, high, batch;
+};
+
+static void assert_marks(const struct bpf_mem_alloc *ma, int idx, const struct marks *m)
+{
+	struct bpfmem_cache_stats st = t_stats(ma, idx);
+	int cpus[] = { 0, 1, bpfmem_nr_cpus() - 1, bpfmem_nr_cpus() /* shared */ };
+
+	assert_int_equal(st.unit_size, m->unit);
+	assert_int_equal(st.low_watermark, m->low);
+	assert_int_equal(st.high_watermark, m->high);
+	assert_int_equal(st.batch, m->batch);
+	for (size_t i = 0; i < sizeof(cpus) / sizeof(cpus[0]); i++) {
+		struct bpf_mem_cache *c = t_cache(ma, idx, cpus[i]);
+
+		assert_int_equal(c->unit_size, m->unit);
+		assert_int_equal(c->low_watermark, m->low);
+		assert_int_equal(c->high_watermark, m->high);
+		assert_int_equal(c->batch, m->batch);
+	}
+}
+
+static void test_watermarks_of_every_any_size_class(void **state)
+{
+	/* in the library's class order: 96, 192, then 16..4096 */
+	static const struct marks want[NUM_CACHES] = {
+		{ 96, 32, 96, 48 },  { 192, 32, 96, 48 }, { 16, 32, 96, 48 },
+		{ 32, 32, 96, 48 },  { 64, 32, 96, 48 },  { 128, 32, 96, 48 },
+		{ 256, 32, 96, 48 }, { 512, 16, 48, 24 }, { 1024, 8, 24, 12 },
+		{ 2048, 4, 12, 6 },  { 4096, 2, 6, 3 },
+	};
+	struct bpf_mem_alloc ma = { 0 };
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
+	for (int i = 0; i < NUM_CACHES; i++)
+		assert_marks(&ma, i, &want[i]);
+	bpf_mem_alloc_destroy(&ma);
+}
+
+static void test_watermarks_of_fixed_sizes(void **state)
+{
+	/* unit = size + 8; low = max(8192 / unit, 1), high = max(24576 / unit, 3) above 256 */
+	static const struct {
+		int size;
+		struct marks m;
+	} want[] = {
+		{ 1, { 9, 32, 96, 48 } },	  { 100, { 108, 32, 96, 48 } },
+		{ 248, { 256, 32, 96, 48 } },	  { 249, { 257, 31, 95, 48 } },
+		{ 300, { 308, 26, 79, 39 } },	  { 4096, { 4104, 1, 5, 3 } },
+		{ 8192, { 8200, 1, 3, 1 } },	  { 10000, { 10008, 1, 3, 1 } },
+	};
+
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		struct bpf_mem_alloc ma = { 0 };
+
+		assert_int_equal(bpf_mem_alloc_init(&ma, want[i].size, false), 0);
+		assert_marks(&ma, 0, &want[i].m);
+		bpf_mem_alloc_destroy(&ma);
+	}
+}
+
+static void test_percpu_watermarks_are_low_1_high_3_batch_1(void **state)
+{
+	static const int fixed[] = { 8, 48, 256, 4096 };
+	struct bpf_mem_alloc ma = { 0 };
+
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+		struct marks m = { fixed[i], 1, 3, 1 };
+
+		assert_int_equal(bpf_mem_alloc_init(&ma, fixed[i], true), 0);
+		assert_marks(&ma, 0, &m);
+		bpf_mem_alloc_destroy(&ma);
+	}
+	assert_int_equal(bpf_mem_alloc_percpu_init(&ma, NULL), 0);
+	for (int i = 0; i < NUM_CACHES; i++) {
+		struct marks m = { bpf_mem_sizes[i], 1, 3, 1 };
+
+		assert_int_equal(bpf_mem_alloc_percpu_unit_init(&ma, bpf_mem_sizes[i]), 0);
+		assert_marks(&ma, i, &m);
+	}
+	bpf_mem_alloc_destroy(&ma);
+}
+
+static void test_prefill_puts_4_small_or_1_large_object_on_the_initialising_cpu(void **state)
+{
+	static const struct {
+		int size;
+		bool percpu;
+		int want;
+	} fixed[] = { { 248, false, 4 }, { 249, false, 1 }, { 8192, false, 1 }, { 16, true, 1 } };
+	struct bpf_mem_alloc ma = { 0 };
+
+	/* CPU 1 is owned by nobody: it is filled on first use, not at init */
+	assert_false(cpu_in_use(1));
+	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
+	for (int i = 0; i < NUM_CACHES; i++) {
+		assert_int_equal(t_free_cnt(t_cache(&ma, i, 0)), bpf_mem_sizes[i] <= 256 ? 4 : 1);
+		assert_int_equal(t_free_cnt(t_cache(&ma, i, 1)), 0);
+	}
+	bpf_mem_alloc_destroy(&ma);
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+		assert_int_equal(bpf_mem_alloc_init(&ma, fixed[i].size, fixed[i].percpu), 0);
+		assert_int_equal(t_free_cnt(t_cache(&ma, 0, 0)), fixed[i].want);
+		assert_int_equal(t_free_cnt(t_cache(&ma, 0, 1)), 0);
+		bpf_mem_alloc_destroy(&ma);
+	}
+}
+
+static void test_alloc_below_low_watermark_refills_one_batch(void **state)
+{
+	struct bpf_mem_alloc ma = { 0 };
+	struct bpfmem_cache_stats before, after;
+	struct slab_stats s0, s1;
+	struct bpf_mem_cache *c;
+	void *p;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 100, false), 0);
+	c = t_cache(&ma, 0, 0);
+	before = t_stats(&ma, 0);
+	s0 = t_slab();
+	p = bpf_mem_cache_alloc(&ma);	/* 4 -> 3: below low (32) */
+	assert_non_null(p);
+	irq_work_flush();
+	after = t_stats(&ma, 0);
+	s1 = t_slab();
+	assert_int_equal(t_free_cnt(c) + t_mailbox_cnt(c), 3 + 48);
+	assert_int_equal(after.refills - before.refills, 1);
+	assert_int_equal(after.backend_allocs - before.backend_allocs, 48);
+	assert_int_equal(s1.allocs - s0.allocs, 48);
+	bpf_mem_cache_free(&ma, p);
+	bpf_mem_alloc_destroy(&ma);
+}
+
+static void test_refill_batch_is_used_when_the_free_list_runs_dry(void **state)
+{
+	struct bpf_mem_alloc ma = { 0 };
+	struct bpf_mem_cache *c;
+	void *p[5];
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 100, false), 0);
+	c = t_cache(&ma, 0, 0);
+	p[0] = bpf_mem_cache_alloc(&ma);
+	irq_work_flush();	/* the batch of 48 is waiting */
+	for (int i = 1; i < 5; i++)
+		p[i] = bpf_mem_cache_alloc(&ma);
+	/* three from the prefill, then one from the batch */
+	assert_int_equal(t_free_cnt(c), 47);
+	assert_int_equal(t_mailbox_cnt(c), 0);
+	for (int i = 0; i < 5; i++) {
+		assert_non_null(p[i]);
+		assert_ptr_equal(t_owner(p[i]), c);
+	}
+	for (int i = 0; i < 5; i++)
+		bpf_mem_cache_free(&ma, p[i]);
+	bpf_mem_alloc_destroy(&ma);
+}
+
+/*
+ * Holds `n` objects of a fixed-size 100 allocator, then frees the newest
+ * ones until CPU 0's list crosses the high watermark (96) once.  Returns
+ * how many are still held.
+ */
+static int hold_then_trim(struct bpf_mem_alloc *ma, void **held, int n)
+{
+	struct bpf_mem_cache *c = t_cache(ma, 0, 0);
+	int cnt;
+
+	for (int i = 0; i < n; i++)
+		held[i] = alloc_flushed(ma);
+	cnt = t_free_cnt(c);
+	assert_true(cnt <= 96 && n >= 97 - cnt);
+	while (cnt < 96) {
+		bpf_mem_cache_free(ma, held[--n]);
+		cnt++;
+		assert_int_equal(t_free_cnt(c), cnt);
+	}
+	bpf_mem_cache_free(ma, held[--n]);	/* 97 > high */
+	return n;
+}
+
+static void test_free_above_high_watermark_trims_to_middle(void **state)
+{
+	struct bpf_mem_alloc ma = { 0 };
+	struct bpfmem_cache_stats before, after;
+	struct slab_stats s0, s1;
+	void **held = calloc(HOLD_MAX, sizeof(void *));
+	int n;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 100, false), 0);
+	before = t_stats(&ma, 0);
+	n = hold_then_trim(&ma, held, 120);
+	/* (32 + 96) / 2 stay with the owner, 33 go to the refill thread */
+	assert_int_equal(t_free_cnt(t_cache(&ma, 0, 0)), 64);
+	irq_work_flush();
+	assert_true(llist_empty(&t_cache(&ma, 0, 0)->trim_llist));
+	s0 = t_slab();
+	bpfmem_rcu_barrier();
+	s1 = t_slab();
+	after = t_stats(&ma, 0);
+	assert_int_equal(after.trims - before.trims, 1);
+	assert_int_equal(after.backend_frees - before.backend_frees, 33);
+	assert_int_equal(s1.frees - s0.frees, 33);
+	assert_int_equal(t_free_cnt(t_cache(&ma, 0, 0)), 64);
+	while (n)
+		bpf_mem_cache_free(&ma, held[--n]);
+	bpf_mem_alloc_destroy(&ma);
+	free(held);
+}
+
+static void test_trimmed_objects_are_recycled_before_the_backend(void **state)
+{
+	struct bpf_mem_alloc ma = { 0 };
+	void **held = calloc(HOLD_MAX, sizeof(void *));
+	unsigned long refills0;
+	struct t_reader r;
+	struct slab_stats s0, s1;
+	int n;
+
+	/* keeps the trimmed objects' grace period from ending */
+	t_reader_enter(&r, true);
+	assert_int_equal(bpf_mem_alloc_init(&ma, 100, false), 0);
+	n = hold_then_trim(&ma, held, 120);
+	irq_work_flush();
+	s0 = t_slab();
+	refills0 = t_stats(&ma, 0).refills;
+	while (t_stats(&ma, 0).refills == refills0) {
+		assert_true(n < HOLD_MAX);
+		held[n++] = alloc_flushed(&ma);
+	}
+	s1 = t_slab();
+	/* a batch of 48: the 33 trimmed objects first, 15 from the backend */
+	assert_int_equal(s1.allocs - s0.allocs, 15);
+	assert_int_equal(s1.frees - s0.frees, 0);
+	t_reader_leave(&r);
+	while (n)
+		bpf_mem_cache_free(&ma, held[--n]);
+	bpf_mem_alloc_destroy(&ma);
+	free(held);
+}
+
+static void test_fixed_sizes_above_4096_serve_whole_objects(void **state)
+{
+	static const int sizes[] = { 4097, 8192, 10000, 65536 };
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		struct bpf_mem_alloc ma = { 0 };
+		void *p[4];
+
+		assert_int_equal(bpf_mem_alloc_init(&ma, sizes[i], false), 0);
+		for (int j = 0; j < 4; j++) {
+			p[j] = alloc_flushed(&ma);
+			assert_int_equal(t_owner(p[j])->unit_size, sizes[i] + T_HDR);
+			memset(p[j], j, sizes[i]);	/* ASan: all of it is ours */
+		}
+		for (int j = 0; j < 4; j++)
+			for (int k = 0; k < sizes[i]; k += 509)
+				assert_int_equal(((unsigned char *)p[j])[k], j);
+		for (int j = 3; j >= 0; j--)
+			bpf_mem_cache_free(&ma, p[j]);
+		assert_ptr_equal(bpf_mem_cache_alloc(&ma), p[0]);
+		bpf_mem_cache_free(&ma, p[0]);
+		bpf_mem_alloc_destroy(&ma);
+	}
+}
+
+static int cmp_ptr(const void *a, const void *b)
+{
+	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void test_gfp_kernel_never_returns_null_for_20000_allocations(void **state)
+{
+	enum { N = 20000 };
+	struct bpf_mem_alloc ma = { 0 };
+	void **p = calloc(N, sizeof(void *));
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
+	for (int i = 0; i < N; i++) {
+		p[i] = bpf_mem_cache_alloc_flags(&ma, BPFMEM_GFP_KERNEL);
+		assert_non_null(p[i]);
+	}
+	for (int i = 0; i < N; i++)
+		bpf_mem_cache_free(&ma, p[i]);
+	/* no object was handed out twice */
+	qsort(p, N, sizeof(void *), cmp_ptr);
+	for (int i = 1; i < N; i++)
+		assert_ptr_not_equal(p[i - 1], p[i]);
+	bpf_mem_alloc_destroy(&ma);
+	free(p);
+}
+
+static void test_gfp_kernel_takes_from_the_cache_first(void **state)
+{
+	struct bpf_mem_alloc ma = { 0 };
+	struct slab_stats s0, s1;
+	void *p;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
+	p = bpf_mem_cache_alloc(&ma);
+	bpf_mem_cache_free(&ma, p);
+	irq_work_flush();
+	s0 = t_slab();
+	assert_ptr_equal(bpf_mem_cache_alloc_flags(&ma, BPFMEM_GFP_KERNEL), p);
+	s1 = t_slab();
+	assert_int_equal(s1.allocs - s0.allocs, 0);
+	bpf_mem_cache_free(&ma, p);
+	bpf_mem_alloc_destroy(&ma);
+}
+
+static void test_gfp_nowait_returns_null_when_caches_empty_and_backend_fails(void **state)
+{
+	struct bpf_mem_alloc ma = { 0 };
+	void *p[9];
+	int n = 0;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
+	slab_fail_every(1);
+	while (n < 9 && (p[n] = bpf_mem_cache_alloc_flags(&ma, BPFMEM_GFP_NOWAIT)))
+		n++;
+	/* the prefill of CPU 0 (4), then what the shared CPU holds (4) */
+	assert_int_equal(n, 8);
+	irq_work_flush();
+	assert_null(bpf_mem_cache_alloc_flags(&ma, BPFMEM_GFP_NOWAIT));
+	assert_null(bpf_mem_cache_alloc_flags(&ma, BPFMEM_GFP_KERNEL));
+	slab_fail_every(0);
+	p[n] = bpf_mem_cache_alloc_flags(&ma, BPFMEM_GFP_KERNEL);
+	assert_non_null(p[n]);
+	for (int i = 0; i <= n; i++)
+		bpf_mem_cache_free(&ma, p[i]);
+	bpf_mem_alloc_destroy(&ma);
+}
+
+static void test_raw_free_returns_object_to_backend(void **state)
+{
+	struct bpf_mem_alloc ma = { 0 };
+	struct bpfmem_cache_stats before, after;
+	struct slab_stats s0, s1;
+	void *p;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
+	p = bpf_mem_cache_alloc(&ma);
+	assert_non_null(p);
+	irq_work_flush();
+	before = t_stats(&ma, 0);
+	s0 = t_slab();
+	bpf_mem_cache_raw_free(p);
+	s1 = t_slab();
+	after = t_stats(&ma, 0);
+	assert_int_equal(s1.frees - s0.frees, 1);
+	assert_int_equal(after.backend_frees - before.backend_frees, 1);
+	assert_int_equal(after.cached, before.cached);
+	bpf_mem_alloc_destroy(&ma);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_fixed_free_then_alloc_returns_same_pointer),
+		cmocka_unit_test(test_any_size_frees_are_reused_last_in_first_out),
+		cmocka_unit_test(test_watermarks_of_every_any_size_class),
+		cmocka_unit_test(test_watermarks_of_fixed_sizes),
+		cmocka_unit_test(test_percpu_watermarks_are_low_1_high_3_batch_1),
+		cmocka_unit_test(test_prefill_puts_4_small_or_1_large_object_on_the_initialising_cpu),
+		cmocka_unit_test(test_alloc_below_low_watermark_refills_one_batch),
+		cmocka_unit_test(test_refill_batch_is_used_when_the_free_list_runs_dry),
+		cmocka_unit_test(test_free_above_high_watermark_trims_to_middle),
+		cmocka_unit_test(test_trimmed_objects_are_recycled_before_the_backend),
+		cmocka_unit_test(test_fixed_sizes_above_4096_serve_whole_objects),
+		cmocka_unit_test(test_gfp_kernel_never_returns_null_for_20000_allocations),
+		cmocka_unit_test(test_gfp_kernel_takes_from_the_cache_first),
+		cmocka_unit_test(test_gfp_nowait_returns_null_when_caches_empty_and_backend_fails),
+		cmocka_unit_test(test_raw_free_returns_object_to_backend),
+	};
+
+	return cmocka_run_group_tests(tests, t_attach_cpu0, NULL);
+}
