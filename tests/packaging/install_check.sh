@@ -1,0 +1,64 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Installs the build tree into a scratch prefix, then uses it as a user would: a CMake project
+# through find_package(bpfmem), and the README example through `pkg-config bpfmem`.
+# Usage: install_check.sh <build dir> <source dir> <scratch dir> <cmake> <C compiler> [cflags]
+# (cflags: the sanitizer flags the library was built with, which its users need too)
+set -eu
+
+build=$1 src=$2 work=$3 cmake=$4 cc=$5 flags=${6:-}
+prefix=$work/prefix
+
+rm -rf "$work"
+mkdir -p "$work"
+"$cmake" --install "$build" --prefix "$prefix"
+
+pcfile=$(find "$prefix" -name bpfmem.pc -path '*/pkgconfig/*')
+libdir=$(dirname "$(find "$prefix" -name 'libbpfmem.so.0' | head -n 1)")
+[ -n "$pcfile" ] || { echo "no bpfmem.pc under $prefix"; exit 1; }
+[ -d "$libdir" ] || { echo "no libbpfmem.so.0 under $prefix"; exit 1; }
+[ -f "$prefix/include/bpfmem.h" ] || { echo "no include/bpfmem.h under $prefix"; exit 1; }
+
+# Nothing but the scratch prefix may provide libbpfmem from here on.
+LD_LIBRARY_PATH=$libdir
+export LD_LIBRARY_PATH
+
+echo "== find_package(bpfmem) -> bpfmem::bpfmem"
+"$cmake" -S "$src/tests/packaging/consumer" -B "$work/consumer" \
+	-DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF \
+	-DCMAKE_C_COMPILER="$cc" -DCMAKE_C_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$flags"
+"$cmake" --build "$work/consumer"
+# the library the consumer loads must be the installed one
+ldd "$work/consumer/consumer" | grep -F "$libdir/libbpfmem.so.0" ||
+	{ echo "consumer does not load $libdir/libbpfmem.so.0:"; ldd "$work/consumer/consumer"; exit 1; }
+"$work/consumer/consumer"
+if [ -x "$work/consumer/consumer_static" ]; then
+	if ldd "$work/consumer/consumer_static" | grep -F libbpfmem; then
+		echo "consumer_static links libbpfmem dynamically"
+		exit 1
+	fi
+	"$work/consumer/consumer_static"
+fi
+
+echo "== pkg-config bpfmem: the README example"
+PKG_CONFIG_PATH=$(dirname "$pcfile")
+export PKG_CONFIG_PATH
+pc=$(pkg-config --cflags --libs bpfmem)
+echo "pkg-config --cflags --libs bpfmem: $pc"
+case " $pc " in
+*" -I$prefix/include "*) ;;
+*) echo "pkg-config does not point at $prefix/include"; exit 1 ;;
+esac
+case " $pc " in
+*" -L$libdir "*) ;;
+*) echo "pkg-config does not point at $libdir"; exit 1 ;;
+esac
+# shellcheck disable=SC2086 # $pc and $flags are lists of options
+"$cc" $flags -Wall -Wextra -Werror -o "$work/readme_example" "$src/tests/packaging/readme_example.c" $pc
+out=$("$work/readme_example")
+echo "$out"
+case $out in
+"42: virtual CPU "[0-9]*) ;;
+*) echo "unexpected output from the README example"; exit 1 ;;
+esac
+echo "installed package usable through CMake and pkg-config"
