@@ -1,0 +1,211 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Thread churn: 10,000 short-lived threads allocate, free locally, free with
+ * RCU, hand objects to the main thread and exit, some attached, some
+ * detached, some whose first library call is made by a signal handler.
+ * Live threads never share a virtual CPU, exited threads give theirs back,
+ * and nothing leaks.
+ */
+#include "rel_common.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#define NR_THREADS	10000
+#define CONCURRENT	8
+#define PER_THREAD	24
+#define FIXED_SZ	64
+#define HANDOFF_MAX	(CONCURRENT * PER_THREAD)
+
+static struct bpf_mem_alloc any_ma, fixed_ma;
+
+/* vcpu -> id of the live test thread holding it (0: none) */
+static _Atomic int vcpu_holder[65536];
+
+struct result {
+	int cpu;		/* vcpu seen after the first allocation, -1: shared */
+	int overlap;		/* another live thread held the same vcpu */
+	int bad;		/* stamp mismatch */
+	int handler_alloc;	/* the handler's allocation succeeded */
+	unsigned long allocs, frees;
+};
+
+static struct result results[CONCURRENT];
+static void *handoff[HANDOFF_MAX];
+static uint64_t handoff_serial[HANDOFF_MAX];
+static size_t handoff_size[HANDOFF_MAX];
+static int handoff_n;
+static pthread_mutex_t handoff_lock = PTHREAD_MUTEX_INITIALIZER;
+static __thread struct result *my;
+/* every wave's threads are alive together while they hold their vCPU */
+static pthread_barrier_t wave;
+
+static void first_use_handler(int sig)
+{
+	void *p = bpf_mem_alloc(&any_ma, 40);
+
+	(void)sig;
+	/* a thread that never used the library: NULL is allowed, a free is not lost */
+	if (!p)
+		return;
+	my->handler_alloc = 1;
+	my->allocs++;
+	rel_stamp(p, 40, 99);
+	if (rel_check(p, 40, 99))
+		my->bad++;
+	bpf_mem_free(&any_ma, p);
+	my->frees++;
+}
+
+static void *churn_thread(void *arg)
+{
+	long id = (long)arg;
+	struct result *r = &results[id % CONCURRENT];
+	void *mine[PER_THREAD];
+	uint64_t serial = (uint64_t)id << 16;
+	int expected = 0;
+
+	my = r;
+	if (id % 5 == 0)
+		pthread_kill(pthread_self(), SIGUSR2);	/* first library call in a handler */
+	for (int i = 0; i < PER_THREAD; i++) {
+		size_t sz = rel_class_req[(id + i) % 11];
+
+		mine[i] = (i & 3) == 3 ? bpf_mem_cache_alloc_flags(&fixed_ma, BPFMEM_GFP_KERNEL)
+				       : bpf_mem_alloc(&any_ma, sz);
+		if (mine[i]) {
+			r->allocs++;
+			rel_stamp(mine[i], (i & 3) == 3 ? FIXED_SZ : sz, serial + (uint64_t)i);
+		}
+	}
+	r->cpu = bpfmem_current_cpu();
+	if (r->cpu >= 0 && !atomic_compare_exchange_strong(&vcpu_holder[r->cpu], &expected, (int)id + 1))
+		r->overlap = 1;
+	pthread_barrier_wait(&wave);
+	for (int i = 0; i < PER_THREAD; i++) {
+		size_t sz = (i & 3) == 3 ? FIXED_SZ : rel_class_req[(id + i) % 11];
+
+		if (!mine[i])
+			continue;
+		if (rel_check(mine[i], sz, serial + (uint64_t)i))
+			r->bad++;
+		if ((i & 3) == 3) {
+			bpf_mem_cache_free(&fixed_ma, mine[i]);
+		} else if (i % 3 == 0) {
+			/* cross-thread: the main thread frees it after we are gone */
+			pthread_mutex_lock(&handoff_lock);
+			handoff[handoff_n] = mine[i];
+			handoff_size[handoff_n] = sz;
+			handoff_serial[handoff_n++] = serial + (uint64_t)i;
+			pthread_mutex_unlock(&handoff_lock);
+			continue;
+		} else if (i % 3 == 1) {
+			bpf_mem_free_rcu(&any_ma, mine[i]);
+		} else {
+			bpf_mem_free(&any_ma, mine[i]);
+		}
+		r->frees++;
+	}
+	if (r->cpu >= 0 && !r->overlap)
+		atomic_store(&vcpu_holder[r->cpu], 0);
+	/* half detach, half leave it to the exit destructor */
+	if (id & 1)
+		bpfmem_thread_detach();
+	return NULL;
+}
+
+static void test_thread_churn_reuses_vcpus_and_leaks_nothing(void **state)
+{
+	struct sigaction sa = { .sa_handler = first_use_handler };
+	unsigned long allocs = 0, frees = 0;
+	long shared = 0, overlap = 0, bad = 0, handler_allocs = 0, max_held = 0;
+	long backend_before = rel_backend_outstanding();
+	int nr_cpus = bpfmem_nr_cpus();
+	double t0 = rel_now();
+	char seen[65536] = { 0 };
+	int distinct = 0;
+
+	(void)state;
+	rel_count_warnings();
+	sigemptyset(&sa.sa_mask);
+	assert_int_equal(sigaction(SIGUSR2, &sa, NULL), 0);
+	assert_int_equal(pthread_barrier_init(&wave, NULL, CONCURRENT), 0);
+	assert_int_equal(bpf_mem_alloc_init(&any_ma, 0, false), 0);
+	assert_int_equal(bpf_mem_alloc_init(&fixed_ma, FIXED_SZ, false), 0);
+
+	for (long base = 0; base < NR_THREADS; base += CONCURRENT) {
+		pthread_t th[CONCURRENT];
+
+		memset(results, 0, sizeof(results));
+		for (int i = 0; i < CONCURRENT; i++)
+			assert_int_equal(pthread_create(&th[i], NULL, churn_thread, (void *)(base + i)), 0);
+		for (int i = 0; i < CONCURRENT; i++)
+			assert_int_equal(pthread_join(th[i], NULL), 0);
+		for (int i = 0; i < CONCURRENT; i++) {
+			struct result *r = &results[i];
+
+			shared += r->cpu < 0;
+			overlap += r->overlap;
+			bad += r->bad;
+			handler_allocs += r->handler_alloc;
+			allocs += r->allocs;
+			frees += r->frees;
+			if (r->cpu >= 0 && !seen[r->cpu]) {
+				seen[r->cpu] = 1;
+				distinct++;
+			}
+		}
+		/* the main thread frees what the exited threads handed over */
+		for (int i = 0; i < handoff_n; i++) {
+			if (rel_check(handoff[i], handoff_size[i], handoff_serial[i]))
+				bad++;
+			bpf_mem_free(&any_ma, handoff[i]);
+			frees++;
+		}
+		handoff_n = 0;
+		long held = rel_ma_outstanding(&any_ma) + rel_ma_outstanding(&fixed_ma);
+
+		if (held > max_held)
+			max_held = held;
+	}
+	double secs = rel_now() - t0;
+
+	rel_report(getenv("BPFMEM_NR_CPUS") ? "thread_churn_few_vcpus" : "thread_churn",
+		   "threads=%d concurrent=%d vcpus=%d distinct_vcpus_used=%d shared_path_threads=%ld "
+		   "first_use_in_handler=%d handler_allocs_ok=%ld ops=%lu max_backend_objects=%ld "
+		   "seconds=%.1f bad=%ld", NR_THREADS, CONCURRENT, nr_cpus, distinct, shared,
+		   NR_THREADS / 5, handler_allocs, allocs + frees, max_held, secs, bad);
+	assert_int_equal(bad, 0);
+	assert_int_equal(overlap, 0);
+	assert_int_equal(allocs, frees);
+	if (nr_cpus > CONCURRENT) {
+		/* exited threads released their vCPU: every newcomer found one */
+		assert_int_equal(shared, 0);
+	} else {
+		/* more live threads than vCPUs: the overflow used the shared path */
+		assert_true(shared >= (long)(NR_THREADS / CONCURRENT) * (CONCURRENT - nr_cpus));
+		assert_true(distinct <= nr_cpus);
+	}
+	/* the vCPUs' caches are reused, not grown per thread: at most the
+	 * high watermark of every class on every vCPU, plus one RCU batch */
+	assert_true(max_held < (long)(nr_cpus + 1) * (11 * 96 + 96) + NR_THREADS);
+	bpfmem_rcu_barrier();
+	bpf_mem_alloc_destroy(&any_ma);
+	bpf_mem_alloc_destroy(&fixed_ma);
+	assert_int_equal(rel_backend_outstanding(), backend_before);
+	assert_int_equal(atomic_load(&rel_warnings), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_thread_churn_reuses_vcpus_and_leaks_nothing),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
