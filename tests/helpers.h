@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -68,6 +69,19 @@ static inline unsigned long t_mailbox_cnt(struct bpf_mem_cache *c)
 {
 	return llist_count(atomic_load(&c->refill_llist.first));
 }
+
+/*
+ * Runs the suite; T_FILTER=<glob> in the environment runs only the matching
+ * tests.  Allocators in tests are `static`: a failed assertion skips the
+ * destroy, and a stack allocator left in the library's registry of live
+ * allocators would corrupt later tests.
+ */
+#define t_run(tests) ({							\
+	const char *__f = getenv("T_FILTER");				\
+	if (__f)							\
+		cmocka_set_test_filter(__f);				\
+	cmocka_run_group_tests(tests, t_attach_cpu0, NULL);		\
+})
 
 static inline struct bpfmem_cache_stats t_stats(const struct bpf_mem_alloc *ma, int idx)
 {

@@ -20,7 +20,7 @@ static int expected_unit(size_t size_with_hdr)
 
 static void test_alloc_of_zero_bytes_returns_null(void **state)
 {
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 
 	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
 	assert_null(bpf_mem_alloc(&ma, 0));
@@ -29,7 +29,7 @@ static void test_alloc_of_zero_bytes_returns_null(void **state)
 
 static void test_every_size_up_to_4088_is_served_by_its_class(void **state)
 {
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 
 	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
 	for (size_t size = 1; size <= 4088; size++) {
@@ -49,7 +49,7 @@ static void test_every_size_up_to_4088_is_served_by_its_class(void **state)
 static void test_sizes_above_4088_return_null(void **state)
 {
 	static const size_t sizes[] = { 4089, 4090, 4095, 4096, 4097, 8192, 1 << 20, SIZE_MAX };
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 
 	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
@@ -78,7 +78,7 @@ static void test_check_size_limit_is_4096_for_percpu(void **state)
 /* Per-CPU units carry no header: size itself selects the class, up to 4096. */
 static void test_percpu_size_maps_to_class_without_header(void **state)
 {
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 
 	assert_int_equal(bpf_mem_alloc_percpu_init(&ma, NULL), 0);
 	for (int size = 1; size <= 4096; size++)
@@ -100,7 +100,7 @@ static void test_percpu_size_maps_to_class_without_header(void **state)
 static void test_every_object_is_8_byte_aligned(void **state)
 {
 	static const int fixed[] = { 1, 3, 7, 9, 13, 100, 257, 4095, 4097, 5001 };
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	void *held[64];
 
 	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
@@ -141,5 +141,5 @@ int main(void)
 		cmocka_unit_test(test_every_object_is_8_byte_aligned),
 	};
 
-	return cmocka_run_group_tests(tests, t_attach_cpu0, NULL);
+	return t_run(tests);
 }
