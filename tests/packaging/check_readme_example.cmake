@@ -2,7 +2,8 @@
 # Fails unless README.md's usage example (the ```c block after the marker line
 # "<!-- tests/packaging/readme_example.c -->") equals readme_example.c from its first #include on,
 # so the example users copy is the one packaging_install compiles and runs.
-# Usage: cmake -DREADME=<README.md> -DEXAMPLE=<readme_example.c> -P check_readme_example.cmake
+# Usage: cmake -DREADME=<README.md> -DEXAMPLE=<readme_example.c> -DWORK=<scratch dir>
+#              -P check_readme_example.cmake
 file(READ "${README}" readme)
 file(READ "${EXAMPLE}" example)
 
@@ -24,17 +25,18 @@ if(close EQUAL -1)
 endif()
 string(SUBSTRING "${readme}" 0 ${close} block)
 
-string(FIND "${example}" "#include" inc)
+string(FIND "${example}" "\n#include" inc)
 if(inc EQUAL -1)
   message(FATAL_ERROR "${EXAMPLE}: no #include")
 endif()
+math(EXPR inc "${inc} + 1")
 string(SUBSTRING "${example}" ${inc} -1 code)
 
 if(NOT block STREQUAL code)
-  file(WRITE "${CMAKE_CURRENT_BINARY_DIR}/readme_block.c" "${block}")
-  file(WRITE "${CMAKE_CURRENT_BINARY_DIR}/readme_example_code.c" "${code}")
-  execute_process(COMMAND diff -u "${CMAKE_CURRENT_BINARY_DIR}/readme_block.c"
-                  "${CMAKE_CURRENT_BINARY_DIR}/readme_example_code.c")
+  file(WRITE "${WORK}/readme_block.c" "${block}")
+  file(WRITE "${WORK}/readme_example_code.c" "${code}")
+  execute_process(COMMAND diff -u "${WORK}/readme_block.c"
+                  "${WORK}/readme_example_code.c")
   message(FATAL_ERROR "README.md's usage example differs from ${EXAMPLE} (diff above: "
                       "- README, + file)")
 endif()
