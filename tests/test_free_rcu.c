@@ -1,0 +1,251 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * RCU-deferred frees and type stability: an object freed with *_free_rcu is
+ * not handed out again, nor returned to the backend, while a reader that
+ * started before the free is inside its read-side section; trimmed objects
+ * stay valid memory while readers of either domain are inside.
+ */
+#include "helpers.h"
+
+#include <stdlib.h>
+
+#define NR_ALLOCS 300
+
+static void *cache_alloc_flushed(struct bpf_mem_alloc *ma)
+{
+	void *p = bpf_mem_cache_alloc(ma);
+
+	assert_non_null(p);
+	irq_work_flush();
+	return p;
+}
+
+static void *any_alloc_flushed(struct bpf_mem_alloc *ma, size_t size)
+{
+	void *p = bpf_mem_alloc(ma, size);
+
+	assert_non_null(p);
+	irq_work_flush();
+	return p;
+}
+
+/* Reads every byte: under ASan this faults if the memory went back to malloc. */
+static unsigned int touch(const void *p, size_t size)
+{
+	const volatile unsigned char *b = p;
+	unsigned int sum = 0;
+
+	for (size_t i = 0; i < size; i++)
+		sum += b[i];
+	return sum;
+}
+
+static void test_cache_free_rcu_not_reused_while_rcu_reader_inside(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	void **held = calloc(NR_ALLOCS, sizeof(void *));
+	unsigned long frees0;
+	struct t_reader r;
+	void *p;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
+	p = cache_alloc_flushed(&ma);
+	frees0 = t_stats(&ma, 0).backend_frees;
+	t_reader_enter(&r, false);
+	bpf_mem_cache_free_rcu(&ma, p);
+	for (int i = 0; i < NR_ALLOCS; i++) {
+		held[i] = cache_alloc_flushed(&ma);
+		assert_ptr_not_equal(held[i], p);
+	}
+	assert_int_equal(t_stats(&ma, 0).backend_frees, frees0);
+	touch(p, 64);
+	/* after the grace period it went back to the backend */
+	t_reader_leave(&r);
+	bpfmem_rcu_barrier();
+	assert_int_equal(t_stats(&ma, 0).backend_frees, frees0 + 1);
+	for (int i = 0; i < NR_ALLOCS; i++)
+		bpf_mem_cache_free(&ma, held[i]);
+	bpf_mem_alloc_destroy(&ma);
+	free(held);
+}
+
+static void test_free_rcu_not_reused_while_rcu_reader_inside(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	void **held = calloc(NR_ALLOCS, sizeof(void *));
+	int idx = t_class_idx(128);
+	unsigned long frees0;
+	struct t_reader r;
+	void *p;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
+	p = any_alloc_flushed(&ma, 100);
+	frees0 = t_stats(&ma, idx).backend_frees;
+	t_reader_enter(&r, false);
+	bpf_mem_free_rcu(&ma, p);
+	for (int i = 0; i < NR_ALLOCS; i++) {
+		held[i] = any_alloc_flushed(&ma, 100);
+		assert_ptr_not_equal(held[i], p);
+	}
+	assert_int_equal(t_stats(&ma, idx).backend_frees, frees0);
+	touch(p, 100);
+	t_reader_leave(&r);
+	bpfmem_rcu_barrier();
+	assert_int_equal(t_stats(&ma, idx).backend_frees, frees0 + 1);
+	for (int i = 0; i < NR_ALLOCS; i++)
+		bpf_mem_free(&ma, held[i]);
+	bpf_mem_alloc_destroy(&ma);
+	free(held);
+}
+
+/*
+ * A tasks-trace reader keeps the memory valid; whether the object may be
+ * reused depends on whether the trace grace period implies an RCU one.
+ */
+static void test_free_rcu_memory_stays_valid_while_trace_reader_inside(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	void **held = calloc(NR_ALLOCS, sizeof(void *));
+	unsigned long frees0;
+	struct t_reader r;
+	bool reused = false;
+	void *p;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
+	p = cache_alloc_flushed(&ma);
+	frees0 = t_stats(&ma, 0).backend_frees;
+	t_reader_enter(&r, true);
+	bpf_mem_cache_free_rcu(&ma, p);
+	for (int i = 0; i < NR_ALLOCS; i++) {
+		held[i] = cache_alloc_flushed(&ma);
+		if (held[i] == p)
+			reused = true;
+	}
+	if (rcu_trace_implies_rcu_gp())
+		assert_false(reused);
+	assert_int_equal(t_stats(&ma, 0).backend_frees, frees0);
+	touch(p, 64);
+	t_reader_leave(&r);
+	bpfmem_rcu_barrier();
+	assert_int_equal(t_stats(&ma, 0).backend_frees, frees0 + (reused ? 0 : 1));
+	for (int i = 0; i < NR_ALLOCS; i++)
+		bpf_mem_cache_free(&ma, held[i]);
+	bpf_mem_alloc_destroy(&ma);
+	free(held);
+}
+
+static void test_free_rcu_returns_to_backend_after_barrier(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	struct slab_stats s0, s1;
+	void *p;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
+	p = cache_alloc_flushed(&ma);
+	s0 = t_slab();
+	bpf_mem_cache_free_rcu(&ma, p);
+	bpfmem_rcu_barrier();
+	s1 = t_slab();
+	assert_int_equal(s1.frees - s0.frees, 1);
+	bpf_mem_alloc_destroy(&ma);
+}
+
+/*
+ * Only one RCU callback per cache is in flight; frees made meanwhile batch
+ * up behind it.  A barrier after them still has to return every one.
+ */
+static void test_rcu_barrier_returns_frees_batched_behind_a_callback(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	unsigned long frees0;
+	struct t_reader r;
+	void *p[10];
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
+	for (int i = 0; i < 10; i++)
+		p[i] = cache_alloc_flushed(&ma);
+	frees0 = t_stats(&ma, 0).backend_frees;
+	t_reader_enter(&r, false);
+	bpf_mem_cache_free_rcu(&ma, p[0]);
+	irq_work_flush();	/* p[0]'s callback is queued and cannot run yet */
+	assert_int_equal(atomic_load(&t_cache(&ma, 0, 0)->call_rcu_in_progress), 1);
+	for (int i = 1; i < 10; i++)
+		bpf_mem_cache_free_rcu(&ma, p[i]);
+	t_reader_leave(&r);
+	bpfmem_rcu_barrier();
+	assert_int_equal(t_stats(&ma, 0).backend_frees, frees0 + 10);
+	bpf_mem_alloc_destroy(&ma);
+}
+
+/*
+ * Fixed-size 100 (low 32, high 96): holds 120 objects, each filled with its
+ * index, then frees until one free trims 33 objects.  Returns how many are
+ * still held; held[n..119] were freed.
+ */
+static int fill_then_trim(struct bpf_mem_alloc *ma, unsigned char **held)
+{
+	struct bpf_mem_cache *c = t_cache(ma, 0, 0);
+	int n = 120, cnt;
+
+	for (int i = 0; i < n; i++) {
+		held[i] = cache_alloc_flushed(ma);
+		memset(held[i], i, 100);
+	}
+	for (cnt = t_free_cnt(c); cnt <= 96; cnt++)
+		bpf_mem_cache_free(ma, held[--n]);
+	assert_int_equal(t_free_cnt(c), 64);
+	irq_work_flush();
+	return n;
+}
+
+static void trimmed_stay_valid_while_reader_inside(struct bpf_mem_alloc *ma, bool trace)
+{
+	unsigned char *held[120];
+	unsigned long frees0;
+	struct t_reader r;
+	int n;
+
+	assert_int_equal(bpf_mem_alloc_init(ma, 100, false), 0);
+	frees0 = t_stats(ma, 0).backend_frees;
+	t_reader_enter(&r, trace);
+	n = fill_then_trim(ma, held);
+	/* no object went back to malloc: ASan would catch reading it */
+	for (int i = n; i < 120; i++)
+		touch(held[i], 100);
+	assert_int_equal(t_stats(ma, 0).backend_frees, frees0);
+	t_reader_leave(&r);
+	bpfmem_rcu_barrier();
+	assert_int_equal(t_stats(ma, 0).backend_frees, frees0 + 33);
+	while (n)
+		bpf_mem_cache_free(ma, held[--n]);
+	bpf_mem_alloc_destroy(ma);
+}
+
+static void test_trimmed_objects_stay_valid_while_rcu_reader_inside(void **state)
+{
+	static struct bpf_mem_alloc ma;
+
+	trimmed_stay_valid_while_reader_inside(&ma, false);
+}
+
+static void test_trimmed_objects_stay_valid_while_trace_reader_inside(void **state)
+{
+	static struct bpf_mem_alloc ma;
+
+	trimmed_stay_valid_while_reader_inside(&ma, true);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_cache_free_rcu_not_reused_while_rcu_reader_inside),
+		cmocka_unit_test(test_free_rcu_not_reused_while_rcu_reader_inside),
+		cmocka_unit_test(test_free_rcu_memory_stays_valid_while_trace_reader_inside),
+		cmocka_unit_test(test_free_rcu_returns_to_backend_after_barrier),
+		cmocka_unit_test(test_rcu_barrier_returns_frees_batched_behind_a_callback),
+		cmocka_unit_test(test_trimmed_objects_stay_valid_while_rcu_reader_inside),
+		cmocka_unit_test(test_trimmed_objects_stay_valid_while_trace_reader_inside),
+	};
+
+	return t_run(tests);
+}
