@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bpfmem-bench internals: the backend rows, the scenario table, and the line
+ * protocol a measuring child uses to hand its numbers to the parent.
+ */
+#ifndef BPFMEM_BENCH_H
+#define BPFMEM_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BENCH_MAX_BATCH 128
+
+enum backend_kind {
+	BK_LIMIT,	/* the thread-local free list every row is compared with */
+	BK_BPFMEM,	/* the rows under test */
+	BK_PEER,	/* other allocators: "best peer" is the best of these */
+};
+
+/* Backend capabilities, used by scenarios to decide whether a row applies. */
+#define BF_CROSS_THREAD	0x1u	/* may free on another thread than the allocating one */
+#define BF_SIGNAL	0x2u	/* worth running in a signal handler */
+#define BF_FREE_RCU	0x4u	/* has a deferred (RCU) free */
+#define BF_MALLOC	0x8u	/* plain malloc/free: the preloaded library decides */
+#define BF_FAST		0x10u	/* used by the fast scenarios (pair, batch128, tail) */
+
+struct backend {
+	const char *name;
+	const char *desc;
+	enum backend_kind kind;
+	unsigned int flags;
+	/* LD_PRELOAD library (NULL: none) and the file name that must then
+	 * provide malloc() in the child, checked with dladdr() */
+	const char *preload;
+	const char *malloc_from;
+	/* why the row cannot run (missing package), NULL when it can */
+	const char *(*unavailable)(void);
+
+	/* child side: `fixed` is the object size for fixed-size allocators */
+	int (*setup)(size_t fixed);
+	void (*teardown)(void);
+	void *(*alloc)(size_t size);
+	void (*free)(void *p);
+	void (*free_rcu)(void *p);
+	void (*rcu_barrier)(void);
+	/* the hot loops with direct calls, so no row pays an indirect call:
+	 * both return elapsed ns and add NULL returns to *nulls */
+	uint64_t (*pair_loop)(size_t size, long n, long *nulls);
+	uint64_t (*batch_loop)(size_t size, long n, void **v, long *nulls);
+};
+
+extern const struct backend backends[];
+extern const int nr_backends;
+const struct backend *backend_by_name(const char *name);
+
+struct bench_opts {
+	bool quick;
+	int reps;
+	double target_s;	/* time one timed loop should take */
+	long xthread_objs;
+	long tail_ops;
+	long free_rcu_objs;
+	double storm_s;
+	int storm_hz;
+};
+
+/*
+ * A scenario runs in a child process, once per repetition and backend, and
+ * reports through emit_metric()/emit_note().  New scenarios (the hash-map
+ * benchmark) are one more entry in scenarios[] in scenarios.c.
+ */
+struct scenario {
+	const char *name;
+	const char *desc;		/* one line: what one number means */
+	const char *headline;		/* metric that gets the ratio columns */
+	bool repeat;			/* false: run once (survival tests) */
+	bool ratio_all;			/* print ratios for every metric, not only the headline */
+	bool (*applies)(const struct backend *b);
+	int (*run)(const struct backend *b, const struct bench_opts *o);
+};
+
+extern const struct scenario scenarios[];
+extern const int nr_scenarios;
+
+/* Child -> parent protocol, one line each, written with write(2) only so
+ * that it works from a watchdog while the heap may be wedged:
+ *   M <metric> <unit> <L|H> <value>   (L: lower is better)
+ *   N <text>                          note
+ */
+void emit_metric(const char *name, const char *unit, bool lower_better, double v);
+void emit_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+uint64_t now_ns(void);
+/* cycle counter for per-call latencies, and its calibration */
+uint64_t cycles(void);
+double cycles_per_ns(void);
+
+int pin_thread_cpu(int vcpu);
+
+#endif /* BPFMEM_BENCH_H */
