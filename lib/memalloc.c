@@ -729,9 +729,9 @@ static int ma_prepare(struct bpf_mem_alloc *ma)
 	if (ma->magic == BPFMEM_MAGIC_ANY || ma->magic == BPFMEM_MAGIC_FIXED)
 		return -EBUSY;	/* initialised twice: would leak and unlink the first */
 	memset(ma, 0, sizeof(*ma));
-	if (!nr_cpu_ids)
-		return -ENOMEM;
-	err = irq_work_start();
+	err = bpfmem_runtime_init();
+	if (!err)
+		err = irq_work_start();
 	return err;
 }
 

@@ -15,6 +15,7 @@
 #include <bpfmem.h>
 #include "bug.h"
 #include "cpu.h"
+#include "init.h"
 #include "rcu.h"
 
 int nr_cpu_ids;
@@ -146,8 +147,10 @@ static int pin_to_real_cpu(int cpu)
 __public int bpfmem_thread_attach(int cpu, unsigned int flags)
 {
 	int old = bpfmem_this_cpu;
-	int err;
+	int err = bpfmem_runtime_init();
 
+	if (err)
+		return err;
 	if (cpu < 0 || cpu >= nr_cpu_ids || (flags & ~BPFMEM_ATTACH_PIN))
 		return -EINVAL;
 	if (old == CPU_EXITING)

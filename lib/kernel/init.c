@@ -3,6 +3,7 @@
  * Library start-up and fork().  The constructor sizes the virtual CPUs and
  * registers one set of fork handlers that calls each facility in order.
  */
+#include <errno.h>
 #include <pthread.h>
 
 #include "bug.h"
@@ -40,10 +41,26 @@ static void child(void)
 	irq_work_after_fork_child();
 }
 
-__attribute__((constructor)) static void bpfmem_init(void)
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void runtime_init_once(void)
 {
 	/* on failure nr_cpu_ids stays 0 and every allocator init fails */
 	if (cpu_init())
 		bpfmem_warn("cannot set up virtual CPUs: out of memory");
 	pthread_atfork(prepare, parent, child);
+}
+
+int bpfmem_runtime_init(void)
+{
+	pthread_once(&once, runtime_init_once);
+	return nr_cpu_ids ? 0 : -ENOMEM;
+}
+
+/* At load time, so that BPFMEM_NR_CPUS is read before any thread can race
+ * for it.  Entry points in process context call bpfmem_runtime_init() too,
+ * which also keeps this file linked in from the static library. */
+__attribute__((constructor)) static void bpfmem_init(void)
+{
+	bpfmem_runtime_init();
 }

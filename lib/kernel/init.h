@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* Fork hooks of the allocator core, called by the library's fork handlers. */
+/* Library start-up, and the allocator core's fork hooks. */
 #ifndef BPFMEM_KERNEL_INIT_H
 #define BPFMEM_KERNEL_INIT_H
 
 #include "compiler.h"
+
+/* P.  Idempotent: virtual CPUs and fork handlers.  0 or -ENOMEM. */
+int bpfmem_runtime_init(void) __hidden;
 
 void memalloc_before_fork(void) __hidden;
 void memalloc_after_fork_parent(void) __hidden;
