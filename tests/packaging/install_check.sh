@@ -54,7 +54,8 @@ case " $pc " in
 *) echo "pkg-config does not point at $libdir"; exit 1 ;;
 esac
 # shellcheck disable=SC2086 # $pc and $flags are lists of options
-"$cc" $flags -Wall -Wextra -Werror -o "$work/readme_example" "$src/tests/packaging/readme_example.c" $pc
+"$cc" $flags -Wall -Wextra -Werror -o "$work/readme_example" \
+	"$src/tests/packaging/readme_example.c" $pc
 out=$("$work/readme_example")
 echo "$out"
 case $out in
