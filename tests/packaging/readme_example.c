@@ -11,7 +11,7 @@ struct elem {
 
 int main(void)
 {
-	struct bpf_mem_alloc ma;	/* embed it in your own structs */
+	struct bpf_mem_alloc ma = {0};	/* embed it anywhere; zeroed = not initialised */
 
 	if (bpf_mem_alloc_init(&ma, sizeof(struct elem), false))	/* fixed-size cache */
 		return 1;
