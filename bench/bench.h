@@ -98,4 +98,13 @@ double cycles_per_ns(void);
 
 int pin_thread_cpu(int vcpu);
 
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#else
+	__asm__ __volatile__("" ::: "memory");
+#endif
+}
+
 #endif /* BPFMEM_BENCH_H */

@@ -628,9 +628,11 @@ static void pair_vs_malloc(const char *row)
 	if (!n)
 		return;
 	t->met = worst > 1.0;
+	snprintf(name, sizeof(name), "pair.%zu", worst_size);
 	snprintf(t->detail, sizeof(t->detail),
-		 "closest: %s at %zu B is %.2fx slower than %s", backends[worst_peer].name,
-		 worst_size, worst, row);
+		 "worst size %zu B: %s %.2f ns vs %s %.2f ns (peer time / bpfmem time = %.2f)",
+		 worst_size, row, med(b, name), backends[worst_peer].name, med(worst_peer, name),
+		 worst);
 }
 
 static void evaluate_targets(void)
