@@ -417,6 +417,82 @@ static void test_raw_free_returns_object_to_backend(void **state)
 	bpf_mem_alloc_destroy(&ma);
 }
 
+struct on_cpu5 {
+	struct bpf_mem_alloc *ma;
+	void *p;		/* freed on CPU 5, then allocated again there */
+	void *q;
+};
+
+static void *free_then_alloc_on_cpu5(void *arg)
+{
+	struct on_cpu5 *o = arg;
+
+	if (bpfmem_thread_attach(5, 0))
+		return NULL;
+	bpf_mem_cache_free(o->ma, o->p);
+	o->q = bpf_mem_cache_alloc(o->ma);
+	bpfmem_thread_detach();
+	return NULL;
+}
+
+/* As in the kernel, a free goes to the freeing CPU's list, not the origin's. */
+static void test_free_on_another_cpu_goes_to_that_cpus_cache(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	struct on_cpu5 o = { .ma = &ma };
+	pthread_t t;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
+	o.p = bpf_mem_cache_alloc(&ma);
+	assert_non_null(o.p);
+	assert_ptr_equal(t_owner(o.p), t_cache(&ma, 0, 0));
+	assert_int_equal(pthread_create(&t, NULL, free_then_alloc_on_cpu5, &o), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_ptr_equal(o.q, o.p);
+	assert_ptr_equal(t_owner(o.q), t_cache(&ma, 0, 5));
+	bpf_mem_cache_free(&ma, o.q);
+	bpf_mem_alloc_destroy(&ma);
+}
+
+static void *first_use_of_cpu7(void *arg)
+{
+	struct bpf_mem_alloc *ma = arg;
+	long ok = 0;
+
+	if (bpfmem_thread_attach(7, 0))
+		return (void *)-1L;
+	for (int i = 0; i < NUM_CACHES; i++) {
+		struct bpf_mem_cache *c = t_cache(ma, i, 7);
+		void *p = bpf_mem_alloc(ma, bpf_mem_sizes[i] - T_HDR);
+
+		irq_work_flush();
+		if (p) {
+			bpf_mem_free(ma, p);
+			/* the first use raised a refill of one batch; p came back here */
+			ok += t_free_cnt(c) + t_mailbox_cnt(c) == (unsigned long)c->batch + 1;
+		}
+	}
+	bpfmem_thread_detach();
+	return (void *)ok;
+}
+
+/* CPUs nobody used at init start empty; their first use fills them. */
+static void test_cpu_first_used_after_init_is_filled_on_first_use(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	void *ok;
+	pthread_t t;
+
+	assert_false(cpu_in_use(7));
+	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
+	for (int i = 0; i < NUM_CACHES; i++)
+		assert_int_equal(t_free_cnt(t_cache(&ma, i, 7)), 0);
+	assert_int_equal(pthread_create(&t, NULL, first_use_of_cpu7, &ma), 0);
+	assert_int_equal(pthread_join(t, &ok), 0);
+	assert_int_equal((long)ok, NUM_CACHES);
+	bpf_mem_alloc_destroy(&ma);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -435,6 +511,8 @@ int main(void)
 		cmocka_unit_test(test_gfp_kernel_takes_from_the_cache_first),
 		cmocka_unit_test(test_gfp_nowait_returns_null_when_caches_empty_and_backend_fails),
 		cmocka_unit_test(test_raw_free_returns_object_to_backend),
+		cmocka_unit_test(test_free_on_another_cpu_goes_to_that_cpus_cache),
+		cmocka_unit_test(test_cpu_first_used_after_init_is_filled_on_first_use),
 	};
 
 	return t_run(tests);
