@@ -326,6 +326,55 @@ static void test_fixed_sizes_above_4096_serve_whole_objects(void **state)
 	}
 }
 
+static void test_every_class_refills_one_batch_below_low(void **state)
+{
+	static struct bpf_mem_alloc ma;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
+	for (int i = 0; i < NUM_CACHES; i++) {
+		struct bpf_mem_cache *c = t_cache(&ma, i, 0);
+		int prefill = t_free_cnt(c);
+		void *p = bpf_mem_alloc(&ma, bpf_mem_sizes[i] - T_HDR);
+
+		assert_non_null(p);
+		irq_work_flush();
+		assert_int_equal(t_free_cnt(c) + t_mailbox_cnt(c), prefill - 1 + c->batch);
+		bpf_mem_free(&ma, p);
+	}
+	bpf_mem_alloc_destroy(&ma);
+}
+
+static void test_every_class_trims_to_middle_above_high(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	void **held = calloc(HOLD_MAX, sizeof(void *));
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
+	for (int i = 0; i < NUM_CACHES; i++) {
+		struct bpf_mem_cache *c = t_cache(&ma, i, 0);
+		int keep = (c->low_watermark + c->high_watermark) / 2;
+		int n = c->high_watermark + 30, cnt;
+		unsigned long frees0 = t_stats(&ma, i).backend_frees;
+
+		for (int j = 0; j < n; j++) {
+			held[j] = bpf_mem_alloc(&ma, bpf_mem_sizes[i] - T_HDR);
+			assert_non_null(held[j]);
+			irq_work_flush();
+		}
+		for (cnt = t_free_cnt(c); cnt < c->high_watermark; cnt++)
+			bpf_mem_free(&ma, held[--n]);
+		bpf_mem_free(&ma, held[--n]);	/* high + 1 */
+		assert_int_equal(t_free_cnt(c), keep);
+		bpfmem_rcu_barrier();
+		assert_int_equal(t_stats(&ma, i).backend_frees - frees0,
+				 c->high_watermark + 1 - keep);
+		while (n)
+			bpf_mem_free(&ma, held[--n]);
+	}
+	bpf_mem_alloc_destroy(&ma);
+	free(held);
+}
+
 static int cmp_ptr(const void *a, const void *b)
 {
 	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
@@ -506,6 +555,8 @@ int main(void)
 		cmocka_unit_test(test_refill_batch_is_used_when_the_free_list_runs_dry),
 		cmocka_unit_test(test_free_above_high_watermark_trims_to_middle),
 		cmocka_unit_test(test_trimmed_objects_are_recycled_before_the_backend),
+		cmocka_unit_test(test_every_class_refills_one_batch_below_low),
+		cmocka_unit_test(test_every_class_trims_to_middle_above_high),
 		cmocka_unit_test(test_fixed_sizes_above_4096_serve_whole_objects),
 		cmocka_unit_test(test_gfp_kernel_never_returns_null_for_20000_allocations),
 		cmocka_unit_test(test_gfp_kernel_takes_from_the_cache_first),
