@@ -67,7 +67,7 @@ is the median over the repetitions. Ratios are taken between numbers of the same
 ## What the scenarios measure
 
 - **pair**: allocate one object, write one byte, free it; ns per alloc+free, for sizes 16, 64,
-  96, 192, 512 and 4096 bytes. The loop runs in chunks of about 20 us for 10 ms (`--quick`) or
+  96, 192, 512 and 4096 bytes. The loop runs in chunks of about 20 us for 5 ms (`--quick`) or
   100 ms per size; the reported value is the median chunk, so a chunk in which another process
   preempted the benchmark does not count.
 - **batch128**: 128 allocations, then 128 frees; ns per alloc+free. 128 is more than a bpfmem
@@ -91,11 +91,11 @@ is the median over the repetitions. Ratios are taken between numbers of the same
   was handed out twice (or the heap was corrupted). A watchdog reports a deadlock when the
   thread makes no progress for 1 s. 10 s in the full run, 1 s with `--quick`.
   `survived` is 1 when the run ended with no deadlock, no crash and no double hand-out.
-- **free_rcu**: 2,000,000 (500,000 with `--quick`) allocations of 64 bytes, each freed at
+- **free_rcu**: 2,000,000 (300,000 with `--quick`) allocations of 64 bytes, each freed at
   once with `bpf_mem_cache_free_rcu` / `bpf_mem_free_rcu` (or `call_rcu` for urcu-naive):
   objects per second, the time `bpfmem_rcu_barrier()` (`rcu_barrier()`) then takes
-  (`quiesce_ms`), peak RSS of the process, and how often an allocation returned NULL and was
-  retried.
+  (`quiesce_ms`), peak RSS of the process (`peak_rss_MiB`, and its growth during the run), and
+  the share of objects whose first allocation returned NULL (`null%`; the loop then retries).
 
 The fast path is also guarded without timing: `ctest -L unit` runs
 `bench_fastpath_instructions`, which counts the instructions of N alloc+free pairs under

@@ -595,9 +595,9 @@ static void pair_vs_limit(const char *row, double bound)
 	if (!n)
 		return;
 	t->met = worst <= bound;
+	snprintf(name, sizeof(name), "pair.%zu", worst_size);
 	snprintf(t->detail, sizeof(t->detail), "worst %.2fx at %zu B (%.2f vs %.2f ns)", worst,
-		 worst_size, med(b, (snprintf(name, sizeof(name), "pair.%zu", worst_size), name)),
-		 med(lim, name));
+		 worst_size, med(b, name), med(lim, name));
 }
 
 static void pair_vs_malloc(const char *row)
@@ -1010,10 +1010,10 @@ int main(int argc, char **argv)
 		if (!strcmp(argv[i], "--quick"))
 			o.quick = true;
 	o.reps = o.quick ? 5 : 7;
-	o.target_s = o.quick ? 0.01 : 0.1;
-	o.xthread_objs = o.quick ? 300000 : 3000000;
-	o.tail_ops = o.quick ? 300000 : 3000000;
-	o.free_rcu_objs = o.quick ? 500000 : 2000000;
+	o.target_s = o.quick ? 0.005 : 0.1;
+	o.xthread_objs = o.quick ? 200000 : 3000000;
+	o.tail_ops = o.quick ? 200000 : 3000000;
+	o.free_rcu_objs = o.quick ? 300000 : 2000000;
 	o.storm_s = o.quick ? 1.0 : 10.0;
 	o.storm_hz = 20000;
 

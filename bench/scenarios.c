@@ -568,7 +568,10 @@ static int run_storm(const struct backend *b, const struct bench_opts *o)
 			emit_note("double hand-out or corruption seen after %.1f ms",
 				  (double)(now_ns() - storm_t0) / 1e6);
 		}
-		held_alloc(b, h, 16 + rnd() % 241, 1ull << 60, &storm_main_nulls);
+		/* half of the requests hit the handler's size class head-on */
+		uint64_t r = rnd();
+
+		held_alloc(b, h, r & 1 ? 64 : 16 + (r >> 1) % 241, 1ull << 60, &storm_main_nulls);
 		atomic_store_explicit(&storm_progress, ++ops, memory_order_relaxed);
 	}
 	timer_delete(timer);
