@@ -144,7 +144,7 @@ static void test_percpu_watermarks_are_low_1_high_3_batch_1(void **state)
 	bpf_mem_alloc_destroy(&ma);
 }
 
-static void test_prefill_puts_4_small_or_1_large_object_on_the_initialising_cpu(void **state)
+static void test_prefill_gives_initialising_cpu_4_small_or_1_large_object(void **state)
 {
 	static const struct {
 		int size;
@@ -550,7 +550,7 @@ int main(void)
 		cmocka_unit_test(test_watermarks_of_every_any_size_class),
 		cmocka_unit_test(test_watermarks_of_fixed_sizes),
 		cmocka_unit_test(test_percpu_watermarks_are_low_1_high_3_batch_1),
-		cmocka_unit_test(test_prefill_puts_4_small_or_1_large_object_on_the_initialising_cpu),
+		cmocka_unit_test(test_prefill_gives_initialising_cpu_4_small_or_1_large_object),
 		cmocka_unit_test(test_alloc_below_low_watermark_refills_one_batch),
 		cmocka_unit_test(test_refill_batch_is_used_when_the_free_list_runs_dry),
 		cmocka_unit_test(test_free_above_high_watermark_trims_to_middle),

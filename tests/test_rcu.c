@@ -130,7 +130,7 @@ static void test_trace_implies_rcu_gp_only_with_the_same_flavor(void **state)
  * One flavor for both domains: a trace reader holds up an RCU grace period.
  * Two flavors: the domains are independent and it does not.
  */
-static void test_trace_reader_holds_rcu_grace_period_only_with_the_same_flavor(void **state)
+static void test_trace_reader_holds_rcu_gp_only_with_the_same_flavor(void **state)
 {
 	struct t_reader r;
 
@@ -158,7 +158,7 @@ int main(void)
 		cmocka_unit_test(test_nested_trace_reader_stays_inside_until_outermost_unlock),
 		cmocka_unit_test(test_synchronize_without_readers_returns),
 		cmocka_unit_test(test_trace_implies_rcu_gp_only_with_the_same_flavor),
-		cmocka_unit_test(test_trace_reader_holds_rcu_grace_period_only_with_the_same_flavor),
+		cmocka_unit_test(test_trace_reader_holds_rcu_gp_only_with_the_same_flavor),
 	};
 
 	return t_run(tests);
