@@ -731,7 +731,8 @@ static void evaluate_targets(void)
 
 static void print_targets(FILE *out, bool md)
 {
-	fprintf(out, md ? "\n## Targets (issue 3), this run\n\n| target | result | numbers |\n|---|---|---|\n"
+	fprintf(out, md ? "\n## Targets (issue 3), this run\n\n"
+			  "| target | result | numbers |\n|---|---|---|\n"
 			: "\n== targets (issue 3), this run\n");
 	for (int i = 0; i < nr_targets; i++) {
 		const char *r = targets[i].met < 0 ? "n/a" : targets[i].met ? "MET" : "MISSED";

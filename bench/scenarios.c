@@ -690,7 +690,8 @@ const struct scenario scenarios[] = {
 	{ "batch128", "128 allocs then 128 frees, ns per alloc+free, by object size",
 	  "batch128.64", true, true, fast_rows, run_batch },
 	{ "xthread", "producer allocates 64 B on vCPU 0, consumer frees on vCPU 1, through a ring; "
-	  "null% = objects whose first allocation attempt returned NULL (then retried)", "xthread.Mobj/s", true, false, xthread_rows, run_xthread },
+	  "null% = objects whose first allocation attempt returned NULL (then retried)",
+	  "xthread.Mobj/s", true, false, xthread_rows, run_xthread },
 	{ "tail", "per-call alloc latency, 10,000 live objects of random size 8..512 B "
 	  "(fixed-size cache: 512 B), timer overhead included and printed", "tail.p99.99", true,
 	  false, tail_rows, run_tail },
