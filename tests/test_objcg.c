@@ -135,6 +135,57 @@ static void test_limit_makes_allocations_fail_instead_of_exceeding_it(void **sta
 	bpfmem_objcg_put(cg);
 }
 
+static void test_limit_makes_any_size_allocations_fail_not_exceed(void **state)
+{
+	enum { LIMIT = 3000 };
+	static struct bpf_mem_alloc ma;
+	struct bpfmem_objcg *cg = bpfmem_objcg_create(LIMIT);
+	struct bpfmem_objcg *old = bpfmem_objcg_set_current(cg);
+	void *p[100];
+	int n = 0;
+
+	/* even the prefill does not fit: init still succeeds */
+	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
+	bpfmem_objcg_set_current(old);
+	assert_true(bpfmem_objcg_usage(cg) <= LIMIT);
+	for (int i = 0; i < 100; i++) {
+		void *q = bpf_mem_alloc(&ma, 100);
+
+		if (q)
+			p[n++] = q;
+		irq_work_flush();
+		assert_true(bpfmem_objcg_usage(cg) <= LIMIT);
+	}
+	/* 128-byte units: at most 23 fit under 3000 bytes */
+	assert_true(n <= LIMIT / 128);
+	while (n)
+		bpf_mem_free(&ma, p[--n]);
+	bpf_mem_alloc_destroy(&ma);
+	assert_int_equal(bpfmem_objcg_usage(cg), 0);
+	bpfmem_objcg_put(cg);
+}
+
+static void test_raw_free_uncharges_the_group(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	struct bpfmem_objcg *cg = bpfmem_objcg_create(0);
+	struct bpfmem_objcg *old = bpfmem_objcg_set_current(cg);
+	size_t before;
+	void *p;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 100, false), 0);
+	bpfmem_objcg_set_current(old);
+	p = bpf_mem_cache_alloc(&ma);
+	assert_non_null(p);
+	irq_work_flush();
+	before = bpfmem_objcg_usage(cg);
+	bpf_mem_cache_raw_free(p);
+	assert_true(before - bpfmem_objcg_usage(cg) >= 108);
+	bpf_mem_alloc_destroy(&ma);
+	assert_int_equal(bpfmem_objcg_usage(cg), 0);
+	bpfmem_objcg_put(cg);
+}
+
 static void test_percpu_init_takes_its_own_reference(void **state)
 {
 	static struct bpf_mem_alloc ma;
@@ -226,6 +277,8 @@ int main(void)
 		cmocka_unit_test(test_any_size_usage_covers_every_held_object_and_returns_to_zero),
 		cmocka_unit_test(test_percpu_usage_covers_every_held_object),
 		cmocka_unit_test(test_limit_makes_allocations_fail_instead_of_exceeding_it),
+		cmocka_unit_test(test_limit_makes_any_size_allocations_fail_not_exceed),
+		cmocka_unit_test(test_raw_free_uncharges_the_group),
 		cmocka_unit_test(test_percpu_init_takes_its_own_reference),
 		cmocka_unit_test(test_init_references_the_current_group),
 		cmocka_unit_test(test_put_null_is_a_noop_and_usage_of_null_is_zero),
