@@ -181,7 +181,13 @@ static void parse_line(int b, int s, char *line)
 	double v;
 
 	if (line[0] == 'M' && sscanf(line, "M %63s %15s %c %lf", name, unit, &dir, &v) == 4) {
-		struct metric *m = metric_get(b, s, name, unit, dir == 'L');
+		struct metric *m;
+
+		if (!isfinite(v)) {
+			add_note(b, s, "%s: not a number (%g), dropped", name, v);
+			return;
+		}
+		m = metric_get(b, s, name, unit, dir == 'L');
 
 		if (m->n < MAX_REPS)
 			m->v[m->n++] = v;
