@@ -31,6 +31,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 
 #include <bpfmem.h>
@@ -132,44 +133,90 @@ static void free_all(struct bpf_mem_cache *c, struct llist_node *llnode)
 		free_one(c, pos);
 }
 
-/* ---- mailboxes: single producer, single consumer, no RMW ---- */
+/* ---- mailboxes (see struct bpf_mem_cache) ---- */
 
-static bool mailbox_put(struct llist_head *box, struct llist_node *chain)
+static bool mailbox_empty(struct llist_head *box)
 {
-	if (atomic_load_explicit(&box->first, memory_order_relaxed))
-		return false;
+	return atomic_load_explicit(&box->first, memory_order_relaxed) == NULL;
+}
+
+/* The producer: called only by the box's single producer, when empty. */
+static void mailbox_put(struct llist_head *box, struct llist_node *chain)
+{
 	atomic_store_explicit(&box->first, chain, memory_order_release);
-	return true;
 }
 
-static struct llist_node *mailbox_take(struct llist_head *box)
+/* A box with more than one consumer. */
+static struct llist_node *mailbox_take_shared(struct llist_head *box)
 {
-	struct llist_node *chain = atomic_load_explicit(&box->first, memory_order_acquire);
-
-	if (chain)
-		atomic_store_explicit(&box->first, NULL, memory_order_relaxed);
-	return chain;
+	return llist_del_all(box);
 }
 
-/* ---- the per-cache critical section: `active`, or the shared trylock ---- */
+/*
+ * The per-cache critical section.  Owned CPUs: the `active` counter, as in
+ * the kernel.  The shared CPU: a spinlock between threads, plus a per-thread
+ * note of the shared cache being entered so that a signal handler on the
+ * same thread sees re-entry instead of spinning on its own thread's lock.
+ * Waiting is bounded: a handler on another thread must not wait forever for
+ * a holder that is itself interrupted, so after a while it gives up and
+ * behaves as on re-entry (alloc NULL, free to the extra list).
+ */
+static __tls_ie struct bpf_mem_cache *shared_entered;
 
-static __always_inline bool cache_enter(struct bpf_mem_cache *c, bool shared)
+#define SHARED_SPINS	64
+#define SHARED_YIELDS	4096
+
+static bool shared_lock_acquire(struct bpf_mem_cache *c)
 {
-	int unlocked = 0;
+	for (int i = 0; i < SHARED_SPINS + SHARED_YIELDS; i++) {
+		int unlocked = 0;
 
-	if (!shared)
-		return local_inc_return(&c->active) == 1;
-	return atomic_compare_exchange_strong_explicit(&c->shared_lock, &unlocked, 1,
-						       memory_order_acquire,
-						       memory_order_relaxed);
+		if (atomic_compare_exchange_weak_explicit(&c->shared_lock, &unlocked, 1,
+							  memory_order_acquire,
+							  memory_order_relaxed))
+			return true;
+		if (i >= SHARED_SPINS)
+			sched_yield();
+	}
+	return false;
 }
 
-static __always_inline void cache_exit(struct bpf_mem_cache *c, bool shared, bool entered)
+struct cache_guard {
+	bool entered;
+	struct bpf_mem_cache *prev;	/* shared CPU: the outer shared cache of this thread */
+};
+
+static __always_inline struct cache_guard cache_enter(struct bpf_mem_cache *c, bool shared)
 {
-	if (!shared)
+	struct cache_guard g = { .prev = NULL };
+
+	if (!shared) {
+		g.entered = local_inc_return(&c->active) == 1;
+		return g;
+	}
+	g.prev = shared_entered;
+	if (g.prev == c) {
+		g.entered = false;
+		return g;
+	}
+	shared_entered = c;
+	barrier();
+	g.entered = shared_lock_acquire(c);
+	return g;
+}
+
+static __always_inline void cache_exit(struct bpf_mem_cache *c, bool shared, struct cache_guard g)
+{
+	if (!shared) {
 		local_dec(&c->active);
-	else if (entered)
+		return;
+	}
+	if (g.prev == c)
+		return;
+	if (g.entered)
 		atomic_store_explicit(&c->shared_lock, 0, memory_order_release);
+	barrier();
+	shared_entered = g.prev;
 }
 
 static __always_inline int free_cnt_add(struct bpf_mem_cache *c, int delta)
@@ -178,6 +225,26 @@ static __always_inline int free_cnt_add(struct bpf_mem_cache *c, int delta)
 
 	atomic_store_explicit(&c->free_cnt, cnt, memory_order_relaxed);
 	return cnt;
+}
+
+/* ---- RCU stages ---- */
+
+/* Caches with a callback in flight, either stage: bpfmem_rcu_barrier() waits
+ * until this drops to zero. */
+static _Atomic long rcu_stages_in_flight;
+
+static bool stage_start(_Atomic int *in_progress)
+{
+	if (atomic_exchange_explicit(in_progress, 1, memory_order_acq_rel))
+		return false;
+	atomic_fetch_add_explicit(&rcu_stages_in_flight, 1, memory_order_relaxed);
+	return true;
+}
+
+static void stage_end(_Atomic int *in_progress)
+{
+	atomic_store_explicit(in_progress, 0, memory_order_release);
+	atomic_fetch_sub_explicit(&rcu_stages_in_flight, 1, memory_order_release);
 }
 
 /* ---- refill work: runs on the refill thread ---- */
@@ -234,52 +301,74 @@ static void alloc_bulk(struct bpf_mem_cache *c, int cnt, bool direct)
 		free_cnt_add(c, i);
 		return;
 	}
-	/* we are the box's only producer and found it empty before starting */
-	if (WARN_ON_ONCE(!mailbox_put(&c->refill_llist, head)))
-		llist_add_batch(head, tail, &c->free_llist_extra);
+	/* the caller saw the box empty, and we are its only producer */
+	c->refill_tail = tail;
+	atomic_store_explicit(&c->refill_cnt, i, memory_order_relaxed);
+	mailbox_put(&c->refill_llist, head);
+}
+
+static void __free_rcu_tasks_trace(struct rcu_head *head);
+
+/* Called with ttrace_lock held, `in_progress` already set: start the
+ * tasks-trace grace period of everything on free_by_rcu_ttrace. */
+static void ttrace_stage_queue(struct bpf_mem_cache *c)
+{
+	WARN_ON_ONCE(c->waiting_for_gp_ttrace.first);
+	c->waiting_for_gp_ttrace.first = __llist_del_all(&c->free_by_rcu_ttrace);
+	/* sleepable readers first; the callback adds an RCU GP if not implied */
+	call_rcu_tasks_trace(&c->rcu_ttrace, __free_rcu_tasks_trace);
 }
 
 static void __free_rcu(struct rcu_head *head)
 {
 	struct bpf_mem_cache *c = container_of(head, struct bpf_mem_cache, rcu_ttrace);
 	struct llist_node *llnode;
+	bool again;
 
+	rcu_callback_begin(head);
 	pthread_mutex_lock(&ttrace_lock);
 	llnode = __llist_del_all(&c->waiting_for_gp_ttrace);
+	/* what batched up behind this grace period starts the next one now:
+	 * the kernel waits for the next refill, a process may not have one */
+	again = c->free_by_rcu_ttrace.first && !atomic_load(&c->draining);
+	if (again)
+		ttrace_stage_queue(c);
 	pthread_mutex_unlock(&ttrace_lock);
 	free_all(c, llnode);
-	atomic_store_explicit(&c->call_rcu_ttrace_in_progress, 0, memory_order_release);
+	if (!again)
+		stage_end(&c->call_rcu_ttrace_in_progress);
+	rcu_callback_end();
 }
 
 static void __free_rcu_tasks_trace(struct rcu_head *head)
 {
 	/* When the tasks-trace grace period implies an RCU one, free now. */
-	if (rcu_trace_implies_rcu_gp())
+	if (rcu_trace_implies_rcu_gp()) {
 		__free_rcu(head);
-	else
-		call_rcu_hurry(head, __free_rcu);
+		return;
+	}
+	rcu_callback_begin(head);
+	call_rcu_hurry(head, __free_rcu);
+	rcu_callback_end();
 }
 
 /* Called with ttrace_lock held.  Returns objects to free once it is dropped. */
 static struct llist_node *do_call_rcu_ttrace(struct bpf_mem_cache *c)
 {
-	if (atomic_exchange_explicit(&c->call_rcu_ttrace_in_progress, 1, memory_order_acq_rel)) {
+	if (!stage_start(&c->call_rcu_ttrace_in_progress)) {
 		/* one callback in flight; the rest waits on free_by_rcu_ttrace,
 		 * unless nobody will come back for it */
 		if (unlikely(atomic_load(&c->draining)))
 			return __llist_del_all(&c->free_by_rcu_ttrace);
 		return NULL;
 	}
-	WARN_ON_ONCE(c->waiting_for_gp_ttrace.first);
-	c->waiting_for_gp_ttrace.first = __llist_del_all(&c->free_by_rcu_ttrace);
 	if (unlikely(atomic_load(&c->draining))) {
-		struct llist_node *llnode = __llist_del_all(&c->waiting_for_gp_ttrace);
+		struct llist_node *llnode = __llist_del_all(&c->free_by_rcu_ttrace);
 
-		atomic_store_explicit(&c->call_rcu_ttrace_in_progress, 0, memory_order_release);
+		stage_end(&c->call_rcu_ttrace_in_progress);
 		return llnode;
 	}
-	/* sleepable readers first; the callback adds an RCU GP if not implied */
-	call_rcu_tasks_trace(&c->rcu_ttrace, __free_rcu_tasks_trace);
+	ttrace_stage_queue(c);
 	return NULL;
 }
 
@@ -296,66 +385,78 @@ static void enque_to_free_and_call(struct bpf_mem_cache *tgt, struct llist_node 
 	free_all(tgt, dead);
 }
 
+static struct bpf_mem_cache *origin_hint(struct bpf_mem_cache *c)
+{
+	struct bpf_mem_cache *tgt = atomic_load_explicit(&c->tgt, memory_order_relaxed);
+
+	WARN_ON_ONCE(tgt->unit_size != c->unit_size || tgt->percpu_size != c->percpu_size);
+	return tgt;
+}
+
 /* Trimmed objects and re-entrant frees go to their origin cache's
  * tasks-trace path (the kernel's free_bulk). */
 static void free_bulk(struct bpf_mem_cache *c)
 {
-	struct bpf_mem_cache *tgt = atomic_load_explicit(&c->tgt, memory_order_relaxed);
-	struct llist_node *trimmed = mailbox_take(&c->trim_llist);
+	struct llist_node *trimmed = mailbox_take_shared(&c->trim_llist);
 	struct llist_node *extra = llist_del_all(&c->free_llist_extra);
 
-	if (!tgt)
-		tgt = c;
-	WARN_ON_ONCE(tgt->unit_size != c->unit_size || tgt->percpu_size != c->percpu_size);
 	if (extra) {
 		llist_last(extra)->next = trimmed;
 		trimmed = extra;
 	}
 	if (trimmed)
-		enque_to_free_and_call(tgt, trimmed, llist_last(trimmed));
+		enque_to_free_and_call(origin_hint(c), trimmed, llist_last(trimmed));
 }
+
+/* Called with call_rcu_in_progress set: start the RCU grace period of
+ * everything on free_by_rcu.  False if there was nothing. */
+static bool rcu_stage_queue(struct bpf_mem_cache *c);
 
 static void __free_by_rcu(struct rcu_head *head)
 {
 	struct bpf_mem_cache *c = container_of(head, struct bpf_mem_cache, rcu);
-	struct bpf_mem_cache *tgt = atomic_load_explicit(&c->tgt, memory_order_relaxed);
 	struct llist_node *llnode = llist_del_all(&c->waiting_for_gp);
 
-	if (!tgt)
-		tgt = c;
+	rcu_callback_begin(head);
 	/* RCU grace period done: on to the tasks-trace one */
 	if (llnode)
-		enque_to_free_and_call(tgt, llnode, c->waiting_for_gp_tail);
-	atomic_store_explicit(&c->call_rcu_in_progress, 0, memory_order_release);
-	/* frees that batched up behind this callback need a new one; the
-	 * kernel waits for the next refill, a process may not have one */
+		enque_to_free_and_call(origin_hint(c), llnode, c->waiting_for_gp_tail);
+	/* frees that batched up behind this callback start their grace period
+	 * now: the kernel waits for the next refill, a process may not have one */
+	if (!atomic_load(&c->draining) && rcu_stage_queue(c)) {
+		rcu_callback_end();
+		return;
+	}
+	stage_end(&c->call_rcu_in_progress);
+	/* a free that came after the check above saw a callback in flight and
+	 * did not raise the work */
 	if (!llist_empty(&c->free_by_rcu) && !atomic_load(&c->draining))
 		irq_work_queue(&c->refill_work);
+	rcu_callback_end();
+}
+
+static bool rcu_stage_queue(struct bpf_mem_cache *c)
+{
+	struct llist_node *llnode = llist_del_all(&c->free_by_rcu);
+
+	if (!llnode)
+		return false;
+	WARN_ON_ONCE(!llist_empty(&c->waiting_for_gp));
+	c->waiting_for_gp_tail = llist_last(llnode);
+	atomic_store_explicit(&c->waiting_for_gp.first, llnode, memory_order_release);
+	call_rcu_hurry(&c->rcu, __free_by_rcu);
+	return true;
 }
 
 /* One RCU callback in flight per cache; later frees batch up behind it. */
 static void check_free_by_rcu(struct bpf_mem_cache *c)
 {
-	struct llist_node *llnode;
-
 	if (llist_empty(&c->free_by_rcu))
 		return;
-	if (atomic_exchange_explicit(&c->call_rcu_in_progress, 1, memory_order_acq_rel))
+	if (!stage_start(&c->call_rcu_in_progress))
 		return;
-	llnode = llist_del_all(&c->free_by_rcu);
-	if (!llnode) {
-		atomic_store_explicit(&c->call_rcu_in_progress, 0, memory_order_release);
-		return;
-	}
-	WARN_ON_ONCE(!llist_empty(&c->waiting_for_gp));
-	c->waiting_for_gp_tail = llist_last(llnode);
-	atomic_store_explicit(&c->waiting_for_gp.first, llnode, memory_order_release);
-	if (unlikely(atomic_load(&c->draining))) {
-		free_all(c, llist_del_all(&c->waiting_for_gp));
-		atomic_store_explicit(&c->call_rcu_in_progress, 0, memory_order_release);
-	} else {
-		call_rcu_hurry(&c->rcu, __free_by_rcu);
-	}
+	if (!rcu_stage_queue(c))
+		stage_end(&c->call_rcu_in_progress);
 }
 
 static void bpf_mem_refill(struct irq_work *work)
@@ -366,25 +467,41 @@ static void bpf_mem_refill(struct irq_work *work)
 		return;		/* destroy frees every list itself */
 	/* racy read of free_cnt: it need not be exact */
 	if (atomic_load_explicit(&c->free_cnt, memory_order_relaxed) < c->low_watermark &&
-	    llist_empty(&c->refill_llist))
+	    mailbox_empty(&c->refill_llist))
 		alloc_bulk(c, c->batch, false);
-	if (!llist_empty(&c->trim_llist) || !llist_empty(&c->free_llist_extra))
+	if (!mailbox_empty(&c->trim_llist) || !llist_empty(&c->free_llist_extra))
 		free_bulk(c);
 	check_free_by_rcu(c);
 }
 
 /* ---- the owner's side ---- */
 
-/* The owner's list is empty: take the batch waiting in the mailbox. */
-static __noinline struct llist_node *take_refill(struct bpf_mem_cache *c)
+/* Inside the critical section: move a waiting refill batch, else (the list
+ * being empty) our own trimmed objects the refill thread has not taken yet,
+ * onto free_llist. */
+static void take_mailboxes(struct bpf_mem_cache *c)
 {
-	struct llist_node *batch = mailbox_take(&c->refill_llist);
+	struct llist_node *batch = atomic_load_explicit(&c->refill_llist.first,
+							memory_order_acquire);
 
-	if (!batch)
-		return NULL;
-	c->free_llist.first = batch;
-	free_cnt_add(c, (int)llist_count(batch));
-	return __llist_del_first(&c->free_llist);
+	if (batch) {
+		/* read before emptying the box: then the producer cannot
+		 * have started the next batch */
+		int n = atomic_load_explicit(&c->refill_cnt, memory_order_relaxed);
+
+		c->refill_tail->next = c->free_llist.first;
+		atomic_store_explicit(&c->refill_llist.first, NULL, memory_order_relaxed);
+		c->free_llist.first = batch;
+		free_cnt_add(c, n);
+		return;
+	}
+	if (c->free_llist.first)
+		return;
+	batch = mailbox_take_shared(&c->trim_llist);
+	if (batch) {
+		c->free_llist.first = batch;
+		free_cnt_add(c, c->trim_cnt);
+	}
 }
 
 /*
@@ -392,18 +509,19 @@ static __noinline struct llist_node *take_refill(struct bpf_mem_cache *c)
  * objects, which are the cache-hot ones, and hand the rest to the refill
  * thread.  If it has not taken the previous trim yet, try on the next free.
  */
-static __noinline bool trim(struct bpf_mem_cache *c)
+static bool trim(struct bpf_mem_cache *c, int cnt)
 {
 	int keep = (c->low_watermark + c->high_watermark) / 2;
 	struct llist_node *last = c->free_llist.first;
 
-	if (!llist_empty(&c->trim_llist) || keep < 1)
+	if (!mailbox_empty(&c->trim_llist))
 		return false;
 	for (int i = 1; i < keep; i++) {
 		if (!last->next)
 			return false;
 		last = last->next;
 	}
+	c->trim_cnt = cnt - keep;
 	mailbox_put(&c->trim_llist, last->next);
 	last->next = NULL;
 	atomic_store_explicit(&c->free_cnt, keep, memory_order_relaxed);
@@ -413,74 +531,102 @@ static __noinline bool trim(struct bpf_mem_cache *c)
 	return true;
 }
 
-static __always_inline void refill_raise(struct bpf_mem_cache *c)
-{
-	/* a batch already waiting in the mailbox will be taken when the
-	 * list runs dry: no need to wake anyone */
-	if (llist_empty(&c->refill_llist))
-		irq_work_queue(&c->refill_work);
-}
-
-static __noinline void *unit_alloc_shared(struct bpf_mem_cache *c);
-
-static __always_inline void *unit_alloc(struct bpf_mem_cache *c, bool shared)
+/*
+ * The whole unit_alloc of the kernel, for every case: the shared CPU, an
+ * empty or low list, re-entry.  unit_alloc() below inlines its common case.
+ */
+static __noinline void *unit_alloc_slow(struct bpf_mem_cache *c, bool shared)
 {
 	struct llist_node *llnode = NULL;
-	bool entered = cache_enter(c, shared);
+	struct cache_guard g = cache_enter(c, shared);
 	int cnt = 0;
 
-	if (likely(entered)) {
+	if (likely(g.entered)) {
+		if (atomic_load_explicit(&c->free_cnt, memory_order_relaxed) <= c->low_watermark)
+			take_mailboxes(c);
 		llnode = __llist_del_first(&c->free_llist);
-		if (unlikely(!llnode))
-			llnode = take_refill(c);
 		if (likely(llnode)) {
 			cnt = free_cnt_add(c, -1);
 			*(struct bpf_mem_cache **)llnode = c;
 		}
 	}
-	cache_exit(c, shared, entered);
+	cache_exit(c, shared, g);
 
-	if (unlikely(cnt < c->low_watermark))
-		refill_raise(c);
+	/* a batch waiting in the mailbox is taken at the next allocation */
+	if (cnt < c->low_watermark && mailbox_empty(&c->refill_llist))
+		irq_work_queue(&c->refill_work);
 	/* an empty private cache (e.g. a virtual CPU's first use, before its
 	 * refill lands) borrows from the shared CPU */
-	if (unlikely(!llnode) && !shared)
-		return unit_alloc_shared(c);
+	if (unlikely(!llnode) && !shared && c->shared)
+		return unit_alloc_slow(c->shared, true);
 	return llnode;
 }
 
-static __noinline void *unit_alloc_shared(struct bpf_mem_cache *c)
+/* The common case: an owned CPU whose list is above the low watermark. */
+static __always_inline void *unit_alloc(struct bpf_mem_cache *c)
 {
-	if (!c->shared || c->shared == c)
-		return NULL;
-	return unit_alloc(c->shared, true);
+	if (likely(local_inc_return(&c->active) == 1)) {
+		struct llist_node *llnode = c->free_llist.first;
+		int cnt = atomic_load_explicit(&c->free_cnt, memory_order_relaxed);
+
+		if (likely(llnode && cnt > c->low_watermark)) {
+			c->free_llist.first = llnode->next;
+			atomic_store_explicit(&c->free_cnt, cnt - 1, memory_order_relaxed);
+			*(struct bpf_mem_cache **)llnode = c;
+			local_dec(&c->active);
+			return llnode;
+		}
+	}
+	local_dec(&c->active);
+	return unit_alloc_slow(c, false);
 }
 
-static __always_inline void unit_free(struct bpf_mem_cache *c, void *ptr, bool shared)
+static __noinline void unit_free_slow(struct bpf_mem_cache *c, struct llist_node *llnode,
+				      bool shared)
 {
-	struct llist_node *llnode = (struct llist_node *)((char *)ptr - LLIST_NODE_SZ);
-	bool entered, trimmed = false;
+	struct cache_guard g = cache_enter(c, shared);
+	bool trimmed = false;
 
-	/* remember the cache that allocated it (the hint need not be exact) */
-	atomic_store_explicit(&c->tgt, *(struct bpf_mem_cache **)llnode, memory_order_relaxed);
+	if (likely(g.entered)) {
+		int cnt;
 
-	entered = cache_enter(c, shared);
-	if (likely(entered)) {
 		__llist_add(llnode, &c->free_llist);
-		if (unlikely(free_cnt_add(c, 1) > c->high_watermark))
-			trimmed = trim(c);
+		cnt = free_cnt_add(c, 1);
+		if (cnt > c->high_watermark)
+			trimmed = trim(c, cnt);
 	} else {
 		/* A free cannot fail: park it on the atomic list; the refill
 		 * drains it.  Atomic because a handler may interrupt this. */
 		llist_add(llnode, &c->free_llist_extra);
 	}
-	cache_exit(c, shared, entered);
+	cache_exit(c, shared, g);
 
 	if (unlikely(trimmed))
 		irq_work_queue(&c->refill_work);
 }
 
-static __always_inline void unit_free_rcu(struct bpf_mem_cache *c, void *ptr)
+static __always_inline void unit_free(struct bpf_mem_cache *c, void *ptr)
+{
+	struct llist_node *llnode = (struct llist_node *)((char *)ptr - LLIST_NODE_SZ);
+
+	/* remember the cache that allocated it (the hint need not be exact) */
+	atomic_store_explicit(&c->tgt, *(struct bpf_mem_cache **)llnode, memory_order_relaxed);
+
+	if (likely(local_inc_return(&c->active) == 1)) {
+		int cnt = atomic_load_explicit(&c->free_cnt, memory_order_relaxed);
+
+		if (likely(cnt < c->high_watermark)) {
+			__llist_add(llnode, &c->free_llist);
+			atomic_store_explicit(&c->free_cnt, cnt + 1, memory_order_relaxed);
+			local_dec(&c->active);
+			return;
+		}
+	}
+	local_dec(&c->active);
+	unit_free_slow(c, llnode, false);
+}
+
+static void unit_free_rcu(struct bpf_mem_cache *c, void *ptr)
 {
 	struct llist_node *llnode = (struct llist_node *)((char *)ptr - LLIST_NODE_SZ);
 
@@ -498,51 +644,50 @@ static __always_inline void unit_free_rcu(struct bpf_mem_cache *c, void *ptr)
 
 /* ---- from an allocator to the caller's cache ---- */
 
-static __always_inline struct bpf_mem_cache *cache_on(void *pcpu, size_t off, int cpu)
+static __always_inline struct bpf_mem_cache *cache_on(void *pcpu, size_t stride, size_t off,
+						      int cpu)
 {
-	return (struct bpf_mem_cache *)((char *)per_cpu_ptr(pcpu, cpu) + off);
+	return (struct bpf_mem_cache *)((char *)pcpu + (size_t)cpu * stride + off);
 }
 
 /* First use on this thread, or no virtual CPU free. */
-static __noinline void *cache_alloc_slow(void *pcpu, size_t off)
+static __noinline void *cache_alloc_slow(void *pcpu, size_t stride, size_t off)
 {
 	int cpu = smp_processor_id();
 
-	if (cpu == SHARED_CPU)
-		return unit_alloc(cache_on(pcpu, off, cpu), true);
-	return unit_alloc(cache_on(pcpu, off, cpu), false);
+	return unit_alloc_slow(cache_on(pcpu, stride, off, cpu), cpu == SHARED_CPU);
 }
 
-static __noinline void cache_free_slow(void *pcpu, size_t off, void *ptr)
+static __noinline void cache_free_slow(void *pcpu, size_t stride, size_t off, void *ptr)
 {
+	struct llist_node *llnode = (struct llist_node *)((char *)ptr - LLIST_NODE_SZ);
 	int cpu = smp_processor_id();
+	struct bpf_mem_cache *c = cache_on(pcpu, stride, off, cpu);
 
-	if (cpu == SHARED_CPU)
-		unit_free(cache_on(pcpu, off, cpu), ptr, true);
-	else
-		unit_free(cache_on(pcpu, off, cpu), ptr, false);
+	atomic_store_explicit(&c->tgt, *(struct bpf_mem_cache **)llnode, memory_order_relaxed);
+	unit_free_slow(c, llnode, cpu == SHARED_CPU);
 }
 
-static __always_inline void *cache_alloc(void *pcpu, size_t off)
+static __always_inline void *cache_alloc(void *pcpu, size_t stride, size_t off)
 {
 	int cpu = bpfmem_this_cpu;
 	void *ret;
 
 	if (likely(cpu >= 0))
-		ret = unit_alloc(cache_on(pcpu, off, cpu), false);
+		ret = unit_alloc(cache_on(pcpu, stride, off, cpu));
 	else
-		ret = cache_alloc_slow(pcpu, off);
+		ret = cache_alloc_slow(pcpu, stride, off);
 	return ret ? (char *)ret + LLIST_NODE_SZ : NULL;
 }
 
-static __always_inline void cache_free(void *pcpu, size_t off, void *ptr)
+static __always_inline void cache_free(void *pcpu, size_t stride, size_t off, void *ptr)
 {
 	int cpu = bpfmem_this_cpu;
 
 	if (likely(cpu >= 0))
-		unit_free(cache_on(pcpu, off, cpu), ptr, false);
+		unit_free(cache_on(pcpu, stride, off, cpu), ptr);
 	else
-		cache_free_slow(pcpu, off, ptr);
+		cache_free_slow(pcpu, stride, off, ptr);
 }
 
 static __always_inline struct bpf_mem_cache *owner_cache(void *ptr)
@@ -562,59 +707,49 @@ __public void *bpf_mem_alloc(struct bpf_mem_alloc *ma, size_t size)
 	if (!ma->percpu)
 		size += LLIST_NODE_SZ;
 	idx = bpf_mem_cache_idx(size);
-	if (idx < 0)
+	if (unlikely(idx < 0))
 		return NULL;
-	return cache_alloc(ma->caches, CACHE_OFF(idx));
+	return cache_alloc(ma->caches, CACHES_STRIDE, CACHE_OFF(idx));
 }
 
 __public void bpf_mem_free(struct bpf_mem_alloc *ma, void *ptr)
 {
-	int idx;
-
 	if (unlikely(!ptr || !ma || ma->magic != BPFMEM_MAGIC_ANY))
 		return;
-	idx = bpf_mem_cache_idx(owner_cache(ptr)->unit_size);
-	if (WARN_ON_ONCE(idx < 0))
-		return;
-	cache_free(ma->caches, CACHE_OFF(idx), ptr);
+	cache_free(ma->caches, CACHES_STRIDE, owner_cache(ptr)->class_off, ptr);
 }
 
-static void free_rcu_to(void *pcpu, size_t off, void *ptr)
+static void free_rcu_to(void *pcpu, size_t stride, size_t off, void *ptr)
 {
-	unit_free_rcu(cache_on(pcpu, off, smp_processor_id()), ptr);
+	unit_free_rcu(cache_on(pcpu, stride, off, smp_processor_id()), ptr);
 }
 
 __public void bpf_mem_free_rcu(struct bpf_mem_alloc *ma, void *ptr)
 {
-	int idx;
-
 	if (unlikely(!ptr || !ma || ma->magic != BPFMEM_MAGIC_ANY))
 		return;
-	idx = bpf_mem_cache_idx(owner_cache(ptr)->unit_size);
-	if (WARN_ON_ONCE(idx < 0))
-		return;
-	free_rcu_to(ma->caches, CACHE_OFF(idx), ptr);
+	free_rcu_to(ma->caches, CACHES_STRIDE, owner_cache(ptr)->class_off, ptr);
 }
 
 __public void *bpf_mem_cache_alloc(struct bpf_mem_alloc *ma)
 {
 	if (unlikely(!ma || ma->magic != BPFMEM_MAGIC_FIXED))
 		return NULL;
-	return cache_alloc(ma->cache, 0);
+	return cache_alloc(ma->cache, CACHE_STRIDE, 0);
 }
 
 __public void bpf_mem_cache_free(struct bpf_mem_alloc *ma, void *ptr)
 {
 	if (unlikely(!ptr || !ma || ma->magic != BPFMEM_MAGIC_FIXED))
 		return;
-	cache_free(ma->cache, 0, ptr);
+	cache_free(ma->cache, CACHE_STRIDE, 0, ptr);
 }
 
 __public void bpf_mem_cache_free_rcu(struct bpf_mem_alloc *ma, void *ptr)
 {
 	if (unlikely(!ptr || !ma || ma->magic != BPFMEM_MAGIC_FIXED))
 		return;
-	free_rcu_to(ma->cache, 0, ptr);
+	free_rcu_to(ma->cache, CACHE_STRIDE, 0, ptr);
 }
 
 __public void bpf_mem_cache_raw_free(void *ptr)
@@ -635,7 +770,7 @@ __public void *bpf_mem_cache_alloc_flags(struct bpf_mem_alloc *ma, unsigned int 
 	if (ret || gfp != BPFMEM_GFP_KERNEL || !ma || ma->magic != BPFMEM_MAGIC_FIXED)
 		return ret;
 	/* may block: straight to the backend, as the kernel does for GFP_KERNEL */
-	c = this_cpu_ptr(ma->cache);
+	c = cache_on(ma->cache, CACHE_STRIDE, 0, smp_processor_id());
 	ret = __alloc(c);
 	if (!ret)
 		return NULL;
@@ -687,14 +822,15 @@ static void prefill_mem_cache(struct bpf_mem_cache *c, int cpu)
 	alloc_bulk(c, cnt, true);
 }
 
-static void init_cache(struct bpf_mem_cache *c, void *pcpu, size_t off, int cpu,
-		       int unit_size, int percpu_size, struct bpfmem_objcg *objcg)
+static void init_cache(struct bpf_mem_cache *c, void *pcpu, size_t stride, size_t off,
+		       int cpu, int unit_size, int percpu_size, struct bpfmem_objcg *objcg)
 {
 	c->unit_size = unit_size;
+	c->class_off = off;
 	c->percpu_size = percpu_size;
 	c->objcg = objcg;
 	c->cpu = cpu;
-	c->shared = cache_on(pcpu, off, SHARED_CPU);
+	c->shared = cache_on(pcpu, stride, off, SHARED_CPU);
 	atomic_store_explicit(&c->tgt, c, memory_order_relaxed);
 	init_refill_work(c);
 	prefill_mem_cache(c, cpu);
@@ -762,14 +898,16 @@ __public int bpf_mem_alloc_init(struct bpf_mem_alloc *ma, int size, bool percpu)
 	if (size) {
 		unit_size = percpu ? size : size + (int)LLIST_NODE_SZ;
 		for_each_possible_cpu(cpu)
-			init_cache(per_cpu_ptr(pcpu, cpu), pcpu, 0, cpu, unit_size, percpu_size, objcg);
+			init_cache(cache_on(pcpu, CACHE_STRIDE, 0, cpu), pcpu, CACHE_STRIDE, 0, cpu,
+				   unit_size, percpu_size, objcg);
 		ma->cache = pcpu;
 		ma->magic = BPFMEM_MAGIC_FIXED;
 	} else {
 		for_each_possible_cpu(cpu)
 			for (i = 0; i < NUM_CACHES; i++)
-				init_cache(cache_on(pcpu, CACHE_OFF(i), cpu), pcpu, CACHE_OFF(i),
-					   cpu, bpf_mem_sizes[i], percpu_size, objcg);
+				init_cache(cache_on(pcpu, CACHES_STRIDE, CACHE_OFF(i), cpu), pcpu,
+					   CACHES_STRIDE, CACHE_OFF(i), cpu, bpf_mem_sizes[i],
+					   percpu_size, objcg);
 		ma->caches = pcpu;
 		ma->magic = BPFMEM_MAGIC_ANY;
 	}
@@ -805,12 +943,12 @@ __public int bpf_mem_alloc_percpu_unit_init(struct bpf_mem_alloc *ma, int size)
 	if (i < 0)
 		return -EINVAL;
 	for_each_possible_cpu(cpu) {
-		struct bpf_mem_cache *c = cache_on(ma->caches, CACHE_OFF(i), cpu);
+		struct bpf_mem_cache *c = cache_on(ma->caches, CACHES_STRIDE, CACHE_OFF(i), cpu);
 
 		if (c->unit_size)
 			break;	/* this class was set up before */
-		init_cache(c, ma->caches, CACHE_OFF(i), cpu, bpf_mem_sizes[i], percpu_size,
-			   ma->objcg);
+		init_cache(c, ma->caches, CACHES_STRIDE, CACHE_OFF(i), cpu, bpf_mem_sizes[i],
+			   percpu_size, ma->objcg);
 	}
 	return 0;
 }
@@ -828,8 +966,8 @@ static void drain_mem_cache(struct bpf_mem_cache *c)
 	free_all(c, waiting_ttrace);
 	free_all(c, __llist_del_all(&c->free_llist));
 	atomic_store_explicit(&c->free_cnt, 0, memory_order_relaxed);
-	free_all(c, mailbox_take(&c->refill_llist));
-	free_all(c, mailbox_take(&c->trim_llist));
+	free_all(c, mailbox_take_shared(&c->refill_llist));
+	free_all(c, mailbox_take_shared(&c->trim_llist));
 	free_all(c, llist_del_all(&c->free_llist_extra));
 	free_all(c, llist_del_all(&c->free_by_rcu));
 	/* a callback may be moving this list right now; it sees `draining` */
@@ -844,11 +982,12 @@ static void for_each_cache(struct bpf_mem_alloc *ma, cache_fn fn, void *arg)
 
 	for_each_possible_cpu(cpu) {
 		if (ma->cache) {
-			fn(per_cpu_ptr(ma->cache, cpu), arg);
+			fn(cache_on(ma->cache, CACHE_STRIDE, 0, cpu), arg);
 			continue;
 		}
 		for (i = 0; i < NUM_CACHES; i++) {
-			struct bpf_mem_cache *c = cache_on(ma->caches, CACHE_OFF(i), cpu);
+			struct bpf_mem_cache *c = cache_on(ma->caches, CACHES_STRIDE,
+							   CACHE_OFF(i), cpu);
 
 			if (c->unit_size)
 				fn(c, arg);
@@ -894,9 +1033,11 @@ __public void bpf_mem_alloc_destroy(struct bpf_mem_alloc *ma)
 		/*
 		 * Callbacks still reference the caches: wait for them, then drain
 		 * what they moved.  The kernel defers this wait to a workqueue;
-		 * here destroy is process context and simply waits.
+		 * here destroy is process context and simply waits.  With
+		 * `draining` set no callback queues another one.
 		 */
-		bpfmem_rcu_barrier();
+		irq_work_flush();
+		rcu_barrier_all();
 		rcu_in_progress = 0;
 		for_each_cache(ma, drain_cache, &rcu_in_progress);
 		WARN_ON_ONCE(rcu_in_progress);
@@ -908,6 +1049,24 @@ __public void bpf_mem_alloc_destroy(struct bpf_mem_alloc *ma)
 	free_percpu(ma->cache ? (void *)ma->cache : (void *)ma->caches);
 	obj_cgroup_put(ma->objcg);
 	memset(ma, 0, sizeof(*ma));
+}
+
+/*
+ * Objects move RCU -> tasks trace -> (RCU) -> backend, a callback chains the
+ * next batch of its cache, and the refill work queues the first callback;
+ * so flush the work and run a barrier per stage until no callback of the
+ * library is in flight.  Objects freed before the call need at most two
+ * rounds (one behind a callback already in flight, one of their own); the
+ * bound keeps a stream of frees on other threads from holding us forever.
+ */
+__public void bpfmem_rcu_barrier(void)
+{
+	for (int round = 0; round < 4; round++) {
+		irq_work_flush();
+		rcu_barrier_all();
+		if (!atomic_load_explicit(&rcu_stages_in_flight, memory_order_acquire))
+			break;
+	}
 }
 
 /* ---- fork ---- */

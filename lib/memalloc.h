@@ -37,6 +37,7 @@ struct bpf_mem_cache {
 	int percpu_size;		/* 0, or size of the [node][pptr] holder */
 	int low_watermark, high_watermark, batch;
 	int cpu;			/* virtual CPU of this copy, SHARED_CPU for the shared one */
+	unsigned int class_off;		/* offset of this class in a CPU's caches (bpf_mem_free) */
 	struct bpfmem_objcg *objcg;	/* charged for every object the cache holds */
 	struct bpf_mem_cache *shared;	/* the same class on the shared CPU */
 
@@ -45,20 +46,27 @@ struct bpf_mem_cache {
 	_Atomic int free_cnt;		/* owner writes; refill and stats read racily */
 	local_t active;			/* re-entry guard: owner and its handlers */
 	_Atomic int shared_lock;	/* shared CPU only: stands in for ownership */
+	int trim_cnt;			/* objects the owner put in trim_llist */
 	_Atomic(struct bpf_mem_cache *) tgt;	/* origin hint of the last free: owner writes, refill reads */
 	_Atomic unsigned long trims;	/* owner increments (no RMW: single writer) */
 
 	/*
-	 * --- mailboxes: one producer that writes only into an empty box, one
-	 * consumer that only empties a full one, so neither needs an RMW ---
+	 * --- mailboxes.  refill_llist: the refill thread is the only producer
+	 * and writes only into an empty box, the owner the only consumer, so
+	 * neither needs an RMW; refill_cnt/refill_tail are written before the
+	 * box is published and read by the owner before it empties the box.
+	 * trim_llist: the owner produces the same way; the refill thread and
+	 * (when its list runs dry) the owner take it with an exchange. ---
 	 */
-	struct llist_head refill_llist ____cacheline_aligned;	/* refill -> owner, a fresh batch */
-	struct llist_head trim_llist;	/* owner -> refill, objects above the high watermark */
+	struct llist_head refill_llist ____cacheline_aligned;
+	struct llist_node *refill_tail;
+	_Atomic int refill_cnt;
+	struct llist_head trim_llist;
 
 	/* --- multi-producer lists --- */
 	struct llist_head free_llist_extra;	/* frees that found active held; refill drains */
-	struct llist_head free_by_rcu;		/* *_free_rcu objects; refill takes all */
-	/* refill fills it (release) while !call_rcu_in_progress; the callback empties it */
+	struct llist_head free_by_rcu;		/* *_free_rcu objects; refill or the callback takes all */
+	/* filled (release) while !call_rcu_in_progress, emptied by the callback */
 	struct llist_head waiting_for_gp;
 	struct llist_node *waiting_for_gp_tail;	/* written before waiting_for_gp is published */
 	_Atomic int call_rcu_in_progress;	/* refill sets, __free_by_rcu clears */
@@ -80,6 +88,11 @@ struct bpf_mem_cache {
 struct bpf_mem_caches {
 	struct bpf_mem_cache cache[NUM_CACHES];
 };
+
+/* Per-CPU strides of the two cache layouts: compile-time constants, so the
+ * fast path finds its cache with a shift-and-add instead of a multiply. */
+#define CACHE_STRIDE	ALIGN(sizeof(struct bpf_mem_cache), SMP_CACHE_BYTES)
+#define CACHES_STRIDE	ALIGN(sizeof(struct bpf_mem_caches), SMP_CACHE_BYTES)
 
 extern const int bpf_mem_sizes[NUM_CACHES] __hidden;
 

@@ -5,7 +5,6 @@
 #include <bpfmem.h>
 #include "memalloc.h"
 #include "kernel/cpu.h"
-#include "kernel/percpu.h"
 
 __public int bpfmem_nr_size_classes(const struct bpf_mem_alloc *ma)
 {
@@ -21,8 +20,9 @@ __public int bpfmem_nr_size_classes(const struct bpf_mem_alloc *ma)
 static struct bpf_mem_cache *class_on(const struct bpf_mem_alloc *ma, int idx, int cpu)
 {
 	if (ma->magic == BPFMEM_MAGIC_FIXED)
-		return per_cpu_ptr(ma->cache, cpu);
-	return &((struct bpf_mem_caches *)per_cpu_ptr(ma->caches, cpu))->cache[idx];
+		return (struct bpf_mem_cache *)((char *)ma->cache + (size_t)cpu * CACHE_STRIDE);
+	return &((struct bpf_mem_caches *)((char *)ma->caches +
+					   (size_t)cpu * CACHES_STRIDE))->cache[idx];
 }
 
 __public int bpfmem_cache_stats(const struct bpf_mem_alloc *ma, int idx,
@@ -44,6 +44,9 @@ __public int bpfmem_cache_stats(const struct bpf_mem_alloc *ma, int idx,
 		out.high_watermark = c->high_watermark;
 		out.batch = c->batch;
 		cnt = atomic_load_explicit(&c->free_cnt, memory_order_relaxed);
+		/* a refill batch the owner has not taken yet is cached too */
+		if (atomic_load_explicit(&c->refill_llist.first, memory_order_relaxed))
+			cnt += atomic_load_explicit(&c->refill_cnt, memory_order_relaxed);
 		if (cnt > 0) {
 			out.cached += cnt;
 			out.cpus_used++;

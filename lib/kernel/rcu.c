@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* The public RCU calls and the fork hooks of both RCU domains. */
+/* The public RCU read-side and synchronize calls, and the fork hooks of both
+ * RCU domains.  bpfmem_rcu_barrier() lives in memalloc.c: it waits for the
+ * allocator's own RCU work. */
 #include <bpfmem.h>
 
-#include "irq_work.h"
 #include "rcu.h"
 
 __public void bpfmem_rcu_read_lock(void)
@@ -35,19 +36,9 @@ __public void bpfmem_synchronize_rcu_trace(void)
 	RCU_TRACE(synchronize)();
 }
 
-/*
- * Objects move RCU -> tasks trace -> (RCU again unless implied) -> backend,
- * and the refill work is what queues the first callback; so: flush the
- * work, then one barrier per stage, in stage order.
- */
-__public void bpfmem_rcu_barrier(void)
-{
-	irq_work_flush();
-	rcudom_normal_barrier();
-	RCU_TRACE(barrier)();
-	if (!rcu_trace_implies_rcu_gp())
-		rcudom_normal_barrier();
-}
+#ifdef __SANITIZE_THREAD__
+char rcu_tsan_gp_token;
+#endif
 
 void rcu_before_fork(void)
 {

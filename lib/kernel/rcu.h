@@ -47,6 +47,45 @@ static inline void call_rcu_tasks_trace(struct rcu_head *head, void (*func)(stru
 	RCU_TRACE(call)(head, func);
 }
 
+/* P.  One barrier per stage, in stage order: RCU, tasks trace, and RCU
+ * again unless implied. */
+static inline void rcu_barrier_all(void)
+{
+	rcudom_normal_barrier();
+	RCU_TRACE(barrier)();
+	if (!rcu_trace_implies_rcu_gp())
+		rcudom_normal_barrier();
+}
+
+/*
+ * ThreadSanitizer cannot see the ordering liburcu provides (it is not
+ * instrumented): a reader's accesses happen before the callbacks and
+ * synchronize calls of later grace periods, and call_rcu() happens before
+ * its callback.  Tell it, with one token standing for "a grace period".
+ */
+#ifdef __SANITIZE_THREAD__
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+extern char rcu_tsan_gp_token __hidden;
+static inline void rcu_callback_begin(struct rcu_head *head)
+{
+	__tsan_acquire(head);
+	__tsan_acquire(&rcu_tsan_gp_token);
+}
+static inline void rcu_callback_end(void)
+{
+	__tsan_release(&rcu_tsan_gp_token);
+}
+#else
+static inline void rcu_callback_begin(struct rcu_head *head)
+{
+	(void)head;
+}
+static inline void rcu_callback_end(void)
+{
+}
+#endif
+
 /* P.  Register the calling thread with both domains (no-op for bp). */
 static inline void rcu_thread_online(void)
 {

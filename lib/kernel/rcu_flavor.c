@@ -11,6 +11,13 @@
 
 #include "compiler.h"
 
+/* rcu.h cannot be included here: the flavor's name map would rewrite it. */
+#ifdef __SANITIZE_THREAD__
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+extern char rcu_tsan_gp_token __hidden;
+#endif
+
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
 #define DOMAIN_FN(fn) CAT(CAT(CAT(rcudom_, BPFMEM_RCU_DOMAIN), _), fn)
@@ -61,6 +68,9 @@ __hidden void DOMAIN_FN(read_lock)(void)
 
 __hidden void DOMAIN_FN(read_unlock)(void)
 {
+#ifdef __SANITIZE_THREAD__
+	__tsan_release(&rcu_tsan_gp_token);
+#endif
 	rcu_read_unlock();
 }
 
@@ -68,11 +78,17 @@ __hidden void DOMAIN_FN(synchronize)(void)
 {
 	DOMAIN_FN(register)();
 	synchronize_rcu();
+#ifdef __SANITIZE_THREAD__
+	__tsan_acquire(&rcu_tsan_gp_token);
+#endif
 }
 
 __hidden void DOMAIN_FN(call)(struct rcu_head *head, void (*func)(struct rcu_head *))
 {
 	DOMAIN_FN(register)();
+#ifdef __SANITIZE_THREAD__
+	__tsan_release(head);
+#endif
 	call_rcu(head, func);
 }
 
@@ -80,6 +96,9 @@ __hidden void DOMAIN_FN(barrier)(void)
 {
 	DOMAIN_FN(register)();
 	rcu_barrier();
+#ifdef __SANITIZE_THREAD__
+	__tsan_acquire(&rcu_tsan_gp_token);
+#endif
 }
 
 /* liburcu's fork rules: pause the call_rcu threads around fork() and, for
