@@ -110,6 +110,7 @@ static int child_main(void)
 	struct bpf_mem_alloc fresh = { 0 };
 	void *objs[64];
 
+	signal(SIGALRM, SIG_DFL);	/* a hang kills the child */
 	alarm(10);
 	bpfmem_set_warn_handler(child_warn, NULL);
 	/* objects the vanished threads published are intact */
