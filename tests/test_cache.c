@@ -326,6 +326,62 @@ static void test_fixed_sizes_above_4096_serve_whole_objects(void **state)
 	}
 }
 
+static sem_t blocker_started, blocker_go;
+
+static void blocker_fn(struct irq_work *w)
+{
+	sem_post(&blocker_started);
+	sem_wait(&blocker_go);
+}
+
+struct first_alloc {
+	struct bpf_mem_alloc *ma;
+	int cpu;
+	void *p;
+};
+
+static void *first_alloc_on_cpu(void *arg)
+{
+	struct first_alloc *f = arg;
+
+	if (bpfmem_thread_attach(f->cpu, 0) == 0)
+		f->p = bpf_mem_alloc(f->ma, 4088);
+	bpfmem_thread_detach();
+	return NULL;
+}
+
+/*
+ * SPEC: CPUs not in use at init are prefilled "when they are first used".
+ * The refill thread is held busy here, as under load, so only that prefill
+ * can serve the first allocation of each new CPU.
+ */
+static void test_first_alloc_on_a_cpu_unused_at_init_succeeds(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	static struct irq_work blocker;
+	struct first_alloc f[3];
+	pthread_t t;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
+	sem_init(&blocker_started, 0, 0);
+	sem_init(&blocker_go, 0, 0);
+	init_irq_work(&blocker, blocker_fn);
+	assert_true(irq_work_queue(&blocker));
+	sem_wait(&blocker_started);
+	for (int i = 0; i < 3; i++) {
+		f[i] = (struct first_alloc){ .ma = &ma, .cpu = 3 + i };
+		assert_int_equal(pthread_create(&t, NULL, first_alloc_on_cpu, &f[i]), 0);
+		assert_int_equal(pthread_join(t, NULL), 0);
+	}
+	sem_post(&blocker_go);
+	irq_work_sync(&blocker);
+	for (int i = 0; i < 3; i++)
+		bpf_mem_free(&ma, f[i].p);
+	for (int i = 0; i < 3; i++)
+		assert_non_null(f[i].p);
+	bpf_mem_alloc_destroy(&ma);
+}
+
 static void test_every_class_refills_one_batch_below_low(void **state)
 {
 	static struct bpf_mem_alloc ma;
@@ -564,6 +620,7 @@ int main(void)
 		cmocka_unit_test(test_raw_free_returns_object_to_backend),
 		cmocka_unit_test(test_free_on_another_cpu_goes_to_that_cpus_cache),
 		cmocka_unit_test(test_cpu_first_used_after_init_is_filled_on_first_use),
+		cmocka_unit_test(test_first_alloc_on_a_cpu_unused_at_init_succeeds),
 	};
 
 	return t_run(tests);

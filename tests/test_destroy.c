@@ -164,6 +164,50 @@ static void test_destroy_of_fixed_and_percpu_allocators_returns_everything(void 
 	assert_backend_balanced(&s0);
 }
 
+struct cpu_user {
+	struct bpf_mem_alloc *ma;
+	int cpu;
+};
+
+/* Leaves objects of several classes cached on its CPU, then exits. */
+static void *use_cpu_and_exit(void *arg)
+{
+	struct cpu_user *u = arg;
+	void *p[64];
+
+	if (bpfmem_thread_attach(u->cpu, 0))
+		return NULL;
+	for (int i = 0; i < 64; i++) {
+		p[i] = bpf_mem_alloc(u->ma, 1 + (i * 131) % 4088);
+		irq_work_flush();
+	}
+	for (int i = 0; i < 64; i++) {
+		if (i % 4)
+			bpf_mem_free(u->ma, p[i]);
+		else
+			bpf_mem_free_rcu(u->ma, p[i]);
+	}
+	return NULL;
+}
+
+static void test_destroy_returns_objects_cached_on_every_cpu(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	struct cpu_user u[4];
+	struct slab_stats s0 = t_slab();
+	pthread_t t[4];
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
+	for (int i = 0; i < 4; i++) {
+		u[i] = (struct cpu_user){ .ma = &ma, .cpu = 3 + i };
+		assert_int_equal(pthread_create(&t[i], NULL, use_cpu_and_exit, &u[i]), 0);
+	}
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+	bpf_mem_alloc_destroy(&ma);
+	assert_backend_balanced(&s0);
+}
+
 static void test_rcu_barrier_after_free_rcu_returns_the_objects(void **state)
 {
 	static struct bpf_mem_alloc ma;
@@ -193,6 +237,7 @@ int main(void)
 		cmocka_unit_test(test_destroy_without_leaks_warns_nothing),
 		cmocka_unit_test(test_destroy_with_free_rcu_in_flight_returns_everything),
 		cmocka_unit_test(test_destroy_of_fixed_and_percpu_allocators_returns_everything),
+		cmocka_unit_test(test_destroy_returns_objects_cached_on_every_cpu),
 		cmocka_unit_test(test_rcu_barrier_after_free_rcu_returns_the_objects),
 	};
 
