@@ -511,6 +511,8 @@ static void *cache_objects_and_exit(void *arg)
 	for (int i = 0; i < EXIT_CACHED; i++)
 		bpf_mem_cache_free(e->ma, obj[i]);
 	e->cpu = bpfmem_current_cpu();
+	/* let refills and trims in flight land first: only the exit may act */
+	bpfmem_rcu_barrier();
 	e->before_exit.sz = sizeof(e->before_exit);
 	bpfmem_cache_stats(e->ma, 0, &e->before_exit);
 	return NULL;
@@ -533,7 +535,7 @@ static void test_thread_exit_releases_cpu_and_keeps_its_cached_objects(void **st
 	/* at least the EXIT_CACHED objects it freed sit on its CPU; none moved */
 	assert_true(e.before_exit.cached >= EXIT_CACHED);
 	assert_int_equal(after.cached, e.before_exit.cached);
-	assert_int_equal(after.backend_frees, 0);
+	assert_int_equal(after.backend_frees, e.before_exit.backend_frees);
 	bpf_mem_alloc_destroy(&ma);
 	assert_int_equal(slab_outstanding(), outstanding);
 	assert_int_equal(atomic_load(&warnings), 0);

@@ -97,7 +97,7 @@ static void *ring_pop(struct ring *r)
 
 /* ---- producer on one CPU, consumer frees on another ---- */
 
-#define XFER_OBJS 200000
+#define XFER_OBJS 100000
 
 static const size_t sizes[] = { 8, 24, 56, 88, 120, 184, 248, 504, 1016, 2040, 4088 };
 #define NR_SIZES (sizeof(sizes) / sizeof(sizes[0]))
@@ -185,7 +185,7 @@ static void test_objects_freed_on_another_cpu_are_all_accounted_for(void **state
 /* ---- free_rcu on another CPU while readers hold the objects ---- */
 
 #define RCU_SLOTS	64
-#define RCU_OBJS	100000
+#define RCU_OBJS	20000
 #define READERS		2
 #define READ_SPINS	32
 #define LIVE_MAGIC	0x11ce11ce11ce11ceull
