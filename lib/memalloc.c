@@ -302,7 +302,6 @@ static void alloc_bulk(struct bpf_mem_cache *c, int cnt, bool direct)
 		return;
 	}
 	/* the caller saw the box empty, and we are its only producer */
-	c->refill_tail = tail;
 	atomic_store_explicit(&c->refill_cnt, i, memory_order_relaxed);
 	mailbox_put(&c->refill_llist, head);
 }
@@ -476,22 +475,27 @@ static void bpf_mem_refill(struct irq_work *work)
 
 /* ---- the owner's side ---- */
 
-/* Inside the critical section: move a waiting refill batch, else (the list
- * being empty) our own trimmed objects the refill thread has not taken yet,
- * onto free_llist. */
+/*
+ * Inside the critical section, at or below the low watermark: append a
+ * waiting refill batch to free_llist (behind the objects already there, so
+ * the last object freed is still the next one handed out), else, the list
+ * being empty, take back our own trim the refill thread has not taken yet.
+ */
 static void take_mailboxes(struct bpf_mem_cache *c)
 {
 	struct llist_node *batch = atomic_load_explicit(&c->refill_llist.first,
 							memory_order_acquire);
+	struct llist_node **end = &c->free_llist.first;
 
 	if (batch) {
 		/* read before emptying the box: then the producer cannot
 		 * have started the next batch */
 		int n = atomic_load_explicit(&c->refill_cnt, memory_order_relaxed);
 
-		c->refill_tail->next = c->free_llist.first;
 		atomic_store_explicit(&c->refill_llist.first, NULL, memory_order_relaxed);
-		c->free_llist.first = batch;
+		while (*end)		/* at most low_watermark hops */
+			end = &(*end)->next;
+		*end = batch;
 		free_cnt_add(c, n);
 		return;
 	}
@@ -820,6 +824,22 @@ static void prefill_mem_cache(struct bpf_mem_cache *c, int cpu)
 	if (!c->percpu_size && c->unit_size <= 256)
 		cnt = 4;
 	alloc_bulk(c, cnt, true);
+	c->prefilled = true;
+}
+
+/* The caller owns `cpu` now; its own handlers may use the cache, hence
+ * `active`. */
+static void prefill_on_attach(struct bpf_mem_cache *c, void *arg)
+{
+	int cpu = *(int *)arg;
+
+	if (c->cpu != cpu || c->prefilled)
+		return;
+	if (local_inc_return(&c->active) == 1) {
+		prefill_mem_cache(c, cpu);
+		c->prefilled = true;
+	}
+	local_dec(&c->active);
 }
 
 static void init_cache(struct bpf_mem_cache *c, void *pcpu, size_t stride, size_t off,
@@ -976,23 +996,14 @@ static void drain_mem_cache(struct bpf_mem_cache *c)
 
 typedef void (*cache_fn)(struct bpf_mem_cache *c, void *arg);
 
+static void for_each_cache_on(struct bpf_mem_alloc *ma, int cpu, cache_fn fn, void *arg);
+
 static void for_each_cache(struct bpf_mem_alloc *ma, cache_fn fn, void *arg)
 {
-	int cpu, i;
+	int cpu;
 
-	for_each_possible_cpu(cpu) {
-		if (ma->cache) {
-			fn(cache_on(ma->cache, CACHE_STRIDE, 0, cpu), arg);
-			continue;
-		}
-		for (i = 0; i < NUM_CACHES; i++) {
-			struct bpf_mem_cache *c = cache_on(ma->caches, CACHES_STRIDE,
-							   CACHE_OFF(i), cpu);
-
-			if (c->unit_size)
-				fn(c, arg);
-		}
-	}
+	for_each_possible_cpu(cpu)
+		for_each_cache_on(ma, cpu, fn, arg);
 }
 
 static void stop_cache(struct bpf_mem_cache *c, void *arg)
@@ -1067,6 +1078,28 @@ __public void bpfmem_rcu_barrier(void)
 		if (!atomic_load_explicit(&rcu_stages_in_flight, memory_order_acquire))
 			break;
 	}
+}
+
+static void for_each_cache_on(struct bpf_mem_alloc *ma, int cpu, cache_fn fn, void *arg)
+{
+	if (ma->cache) {
+		fn(cache_on(ma->cache, CACHE_STRIDE, 0, cpu), arg);
+		return;
+	}
+	for (int i = 0; i < NUM_CACHES; i++) {
+		struct bpf_mem_cache *c = cache_on(ma->caches, CACHES_STRIDE, CACHE_OFF(i), cpu);
+
+		if (c->unit_size)
+			fn(c, arg);
+	}
+}
+
+void memalloc_cpu_online(int cpu)
+{
+	pthread_mutex_lock(&ma_lock);
+	for (struct bpf_mem_alloc *ma = ma_list; ma; ma = ma->next_ma)
+		for_each_cache_on(ma, cpu, prefill_on_attach, &cpu);
+	pthread_mutex_unlock(&ma_lock);
 }
 
 /* ---- fork ---- */

@@ -71,16 +71,29 @@ static void arm_exit_destructor(void)
 	pthread_setspecific(exit_key, (void *)1);
 }
 
-static void set_this_cpu(int cpu)
+/*
+ * bpfmem_this_cpu changes with single instructions (xchg, cmpxchg) where a
+ * signal handler on this thread could attach between a read and a write:
+ * a handler runs between instructions, never inside one.
+ */
+static int xchg_this_cpu(int cpu)
 {
-	bpfmem_this_cpu = cpu;
-	barrier();
+	return __atomic_exchange_n(&bpfmem_this_cpu, cpu, __ATOMIC_RELAXED);
+}
+
+static bool cmpxchg_this_cpu(int old, int new)
+{
+	return __atomic_compare_exchange_n(&bpfmem_this_cpu, &old, new, false,
+					   __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
 
 int cpu_attach_any(void)
 {
 	int cpu = bpfmem_this_cpu;
 
+	/* a handler may have attached since the caller looked */
+	if (cpu >= 0)
+		return cpu;
 	if (cpu == CPU_EXITING)
 		return SHARED_CPU;
 	if (cpu == CPU_SHARED && atomic_load_explicit(&free_slots, memory_order_relaxed) <= 0)
@@ -96,20 +109,19 @@ int cpu_attach_any(void)
 		if (!slot_claim(c))
 			continue;
 		/*
-		 * A handler that interrupted us between the claim and this
-		 * store attached on its own and owns a slot now: keep that one.
+		 * A handler that interrupted us after the claim may have
+		 * attached on its own: keep its slot and give ours back.
 		 */
-		if (bpfmem_this_cpu >= 0) {
+		if (!cmpxchg_this_cpu(cpu, c)) {
 			slot_release(c);
-			return bpfmem_this_cpu;
+			cpu = bpfmem_this_cpu;
+			return cpu >= 0 ? cpu : SHARED_CPU;
 		}
-		set_this_cpu(c);
 		arm_exit_destructor();
 		return c;
 	}
-	if (bpfmem_this_cpu >= 0)
+	if (!cmpxchg_this_cpu(cpu, CPU_SHARED) && bpfmem_this_cpu >= 0)
 		return bpfmem_this_cpu;
-	set_this_cpu(CPU_SHARED);
 	return SHARED_CPU;
 }
 
@@ -120,12 +132,11 @@ bool cpu_in_use(int cpu)
 
 static void thread_exit(void *unused)
 {
-	int cpu = bpfmem_this_cpu;
+	/* From here on a handler on this thread uses the shared CPU and never
+	 * attaches again, so no slot can be left owned by a dead thread. */
+	int cpu = xchg_this_cpu(CPU_EXITING);
 
 	(void)unused;
-	/* From here on a handler on this thread uses the shared CPU and never
-	 * attaches again, so the slot cannot be left owned by a dead thread. */
-	set_this_cpu(CPU_EXITING);
 	if (cpu >= 0)
 		slot_release(cpu);
 }
@@ -168,15 +179,17 @@ __public int bpfmem_thread_attach(int cpu, unsigned int flags)
 		}
 	}
 	if (old != cpu) {
-		set_this_cpu(cpu);
-		if (old >= 0)
+		/* a handler may have attached meanwhile: release what it took too */
+		old = xchg_this_cpu(cpu);
+		if (old >= 0 && old != cpu)
 			slot_release(old);
 	}
 	arm_exit_destructor();
 	/* Explicit attach is process context: register with RCU now so that
 	 * the read side works from this thread's signal handlers with every
-	 * flavor. */
+	 * flavor, and prefill this CPU's caches. */
 	rcu_thread_online();
+	memalloc_cpu_online(cpu);
 	return 0;
 }
 
@@ -186,7 +199,7 @@ __public void bpfmem_thread_detach(void)
 
 	if (cpu == CPU_EXITING)
 		return;
-	set_this_cpu(CPU_NONE);
+	cpu = xchg_this_cpu(CPU_NONE);
 	if (cpu >= 0)
 		slot_release(cpu);
 }
