@@ -13,23 +13,25 @@
 #include "rcu.h"
 
 /*
- * Prepare order matters: pause liburcu's call_rcu threads first (their
- * callbacks take the ttrace lock and run the refill path's frees), then park
- * the refill thread, then take the allocator locks, so that no lock is held
- * by a thread that will not exist in the child.
+ * Prepare order matters.  Park the refill thread first: its work calls
+ * call_rcu, which may register with liburcu and so needs the registry lock
+ * that urcu-bp's before_fork takes and holds across fork().  Then pause
+ * liburcu's call_rcu threads (their callbacks take the ttrace lock), then
+ * take the allocator locks: no lock is left held by a thread that will not
+ * exist in the child.
  */
 static void prepare(void)
 {
-	rcu_before_fork();
 	irq_work_before_fork();
+	rcu_before_fork();
 	memalloc_before_fork();
 }
 
 static void parent(void)
 {
 	memalloc_after_fork_parent();
-	irq_work_after_fork_parent();
 	rcu_after_fork_parent();
+	irq_work_after_fork_parent();
 }
 
 /* liburcu first: the restarted refill thread registers with it */
