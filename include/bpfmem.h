@@ -92,9 +92,13 @@ int bpfmem_thread_attach(int cpu, unsigned int flags);
 void bpfmem_thread_detach(void);
 /* AS.  The caller's virtual CPU, -1 if it has none (never attaches). */
 int bpfmem_current_cpu(void);
-/* AS.  CPU `cpu`'s copy of a per-CPU object (0 <= cpu < bpfmem_nr_cpus()). */
+/* AS.  CPU `cpu`'s copy of a per-CPU object (0 <= cpu < bpfmem_nr_cpus()).
+ * cpu == bpfmem_nr_cpus() is the shared overflow CPU, used by threads that
+ * found every virtual CPU taken: to sum a per-CPU counter, include it.
+ * NULL for any other cpu. */
 void *bpfmem_per_cpu_ptr(void *pptr, int cpu);
-/* AS.  The caller's copy; attaches the caller on first use. */
+/* AS.  The caller's copy; attaches the caller on first use (the shared
+ * CPU's copy when no virtual CPU is free). */
 void *bpfmem_this_cpu_ptr(void *pptr);
 
 /* ---- runtime: RCU ------------------------------------------------------ */
