@@ -41,6 +41,13 @@ static bool fast_rows(const struct backend *b)
 
 /* ---- pair and batch128: the fast path, size by size ---- */
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -51,70 +58,115 @@ static int cmp_u64(const void *a, const void *b)
 #define CHUNK_NS 20000u
 #define MAX_CHUNKS 20000
 
-/*
- * The machine may be shared: a loop of 10 ms is preempted many times, a
- * chunk of 20 us rarely.  So the loop runs in chunks of ~20 us (calibrated,
- * which also warms the caches) for target_s in total, and the result is the
- * median chunk: the preempted ones are outliers on one side of it.
- */
-static double timed_loop(const struct backend *b, size_t size, bool batch,
-			 const struct bench_opts *o, long *nulls, long *ops)
+static uint64_t run_chunk(const struct backend *b, size_t size, bool batch, long n, long *nulls)
 {
 	static void *v[BENCH_MAX_BATCH];
-	static uint64_t chunk[MAX_CHUNKS];
-	long n = 16, nr = 0;
-	uint64_t t, spent = 0, target = (uint64_t)(o->target_s * 1e9);
 
-	/* best of three per step: one preempted or cold step must not stop
-	 * the doubling early and leave chunks that time the clock itself */
+	return batch ? b->batch_loop(size, n, v, nulls) : b->pair_loop(size, n, nulls);
+}
+
+/* Double n until one chunk takes CHUNK_NS; best of three per step, so one
+ * preempted or cold step cannot stop it early with chunks that time the
+ * clock itself.  Also warms the caches up. */
+static long chunk_ops(const struct backend *b, size_t size, bool batch)
+{
+	long n = 16;
+
 	for (;;) {
 		uint64_t best = UINT64_MAX;
 
 		for (int k = 0; k < 3; k++) {
 			long dummy = 0;
+			uint64_t t = run_chunk(b, size, batch, n, &dummy);
 
-			t = batch ? b->batch_loop(size, n, v, &dummy) : b->pair_loop(size, n, &dummy);
 			best = t < best ? t : best;
 		}
 		if (best >= CHUNK_NS || n > (1l << 40))
-			break;
+			return n;
 		n *= 2;
 	}
-	*nulls = 0;
+}
+
+struct timed {
+	double ns;		/* median chunk, ns per op */
+	double xlimit;		/* median of chunk / adjacent limit chunk */
+	long nulls, ops;
+};
+
+/*
+ * The machine may be shared, and this VM's CPUs change speed (the same
+ * loop alternates between two speeds for seconds at a time).  So the loop
+ * runs in chunks of ~20 us, each followed by a chunk of the limit doing the
+ * same work: the median chunk gives the time, the median of the ratios of
+ * adjacent chunks gives "x limit" measured under the same conditions.
+ */
+static struct timed timed_loop(const struct backend *b, const struct backend *lim,
+			       size_t size, size_t lim_size, bool batch,
+			       const struct bench_opts *o)
+{
+	static uint64_t chunk[MAX_CHUNKS];
+	static double ratio[MAX_CHUNKS];
+	long n = chunk_ops(b, size, batch), ln = lim ? chunk_ops(lim, lim_size, batch) : 0;
+	long per = batch ? BENCH_MAX_BATCH : 1, nr = 0;
+	uint64_t spent = 0, target = (uint64_t)(o->target_s * 1e9);
+	struct timed r = { 0 };
+
 	while (spent < target && nr < MAX_CHUNKS) {
-		t = batch ? b->batch_loop(size, n, v, nulls) : b->pair_loop(size, n, nulls);
-		chunk[nr++] = t;
+		uint64_t t = run_chunk(b, size, batch, n, &r.nulls);
+
+		chunk[nr] = t;
 		spent += t;
+		if (lim) {
+			long dummy = 0;
+			uint64_t lt = run_chunk(lim, lim_size, batch, ln, &dummy);
+
+			ratio[nr] = ((double)t / (double)n) / ((double)lt / (double)ln);
+		}
+		nr++;
 	}
 	qsort(chunk, (size_t)nr, sizeof(chunk[0]), cmp_u64);
-	*ops = nr * n * (batch ? BENCH_MAX_BATCH : 1);
-	return (double)chunk[nr / 2] / (double)(n * (batch ? BENCH_MAX_BATCH : 1));
+	r.ops = nr * n * per;
+	r.ns = (double)chunk[nr / 2] / (double)(n * per);
+	if (lim) {
+		qsort(ratio, (size_t)nr, sizeof(ratio[0]), cmp_double);
+		r.xlimit = ratio[nr / 2];
+	} else {
+		r.xlimit = 1.0;
+	}
+	return r;
 }
 
 static int run_sweep(const struct backend *b, const struct bench_opts *o, bool batch)
 {
 	const char *scen = batch ? "batch128" : "pair";
+	const struct backend *lim = backend_by_name("limit");
 	long all_nulls = 0, all_ops = 0;
 	char name[64];
 
+	if (lim == b)
+		lim = NULL;
+	else
+		lim->setup(0);
 	for (size_t i = 0; i < NR_SIZES; i++) {
 		/* the 4096-byte class serves at most 4088 bytes behind the header */
 		size_t size = pair_sizes[i];
-		size_t req = b->kind == BK_PEER || size < BPFMEM_ALLOC_SIZE_MAX ? size : size - 8;
-		long nulls, ops;
-		double ns;
+		size_t hdr_size = size < BPFMEM_ALLOC_SIZE_MAX ? size : size - 8;
+		size_t req = b->kind == BK_PEER ? size : hdr_size;
+		struct timed r;
 		int err = b->setup(size);
 
 		if (err) {
 			emit_note("setup(%zu) failed: %s", size, strerror(-err));
 			return 1;
 		}
-		ns = timed_loop(b, req, batch, o, &nulls, &ops);
+		r = timed_loop(b, lim, req, hdr_size, batch, o);
 		b->teardown();
 		snprintf(name, sizeof(name), "%s.%zu", scen, size);
-		emit_metric(name, "ns", true, ns);
-		all_nulls += nulls;
-		all_ops += ops;
+		emit_metric(name, "ns", true, r.ns);
+		snprintf(name, sizeof(name), "~%s.%zu.xlimit", scen, size);
+		emit_metric(name, "x", true, r.xlimit);
+		all_nulls += r.nulls;
+		all_ops += r.ops;
 	}
 	snprintf(name, sizeof(name), "%s.null%%", scen);
 	emit_metric(name, "%", true, 100.0 * (double)all_nulls / (double)all_ops);
