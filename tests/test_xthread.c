@@ -304,21 +304,26 @@ static void test_free_rcu_on_another_cpu_never_reuses_objects_readers_hold(void 
 /* ---- trimmed objects go back to the cache that handed them out ---- */
 
 /*
- * The consumer's cache starts empty and trims to (32 + 96) / 2 = 64 each
- * time it exceeds 96, handing 33 objects on: 592 frees make 16 trims and
- * leave 64, so 528 objects (11 refill batches of 48) must reach the
- * producer's cache.
+ * The consumer's cache trims to (32 + 96) / 2 = 64 each time it exceeds 96,
+ * handing its 33 oldest objects on.  With whatever it held after attaching
+ * (its prefill) plus our frees adding up to 592 objects, it trims 16 times
+ * and keeps 64: 528 objects (11 refill batches of 48) go back to the
+ * producer's cache, the origin of the last object freed.
  */
-#define TGT_FREES	592
+#define TGT_TOTAL	592
 #define TGT_KEPT	64
-#define TGT_TRIMMED	(TGT_FREES - TGT_KEPT)
+#define TGT_TRIMMED	(TGT_TOTAL - TGT_KEPT)
 #define TGT_SIZE	64
+#define TGT_PREFILL_MAX	32
 
 struct tgt_test {
 	struct bpf_mem_alloc *ma;
-	void *obj[TGT_FREES];		/* handed out by the producer's cache */
+	void *obj[TGT_TOTAL];		/* handed out by the producer's cache */
+	int nfreed;			/* of obj[], freed on the consumer */
+	void *prefill[TGT_PREFILL_MAX];	/* on the consumer's list before that */
+	int nprefill;
 	int ret;
-	int collected;			/* of obj[], allocated again on the producer */
+	int collected;			/* trimmed objects allocated again on the producer */
 	long backend_allocs, backend_frees;	/* producer cache, after collecting */
 	int ttrace_left;		/* still on the producer's tasks-trace lists */
 };
@@ -333,6 +338,11 @@ static struct bpf_mem_cache *origin(void *obj)
 	return *(struct bpf_mem_cache **)((char *)obj - LLIST_NODE_SZ);
 }
 
+static void *node_obj(struct llist_node *n)
+{
+	return (char *)n + LLIST_NODE_SZ;
+}
+
 static void *cache_alloc_wait(struct bpf_mem_alloc *ma)
 {
 	void *obj = NULL;
@@ -342,16 +352,16 @@ static void *cache_alloc_wait(struct bpf_mem_alloc *ma)
 	return obj;
 }
 
-/* Phase 1, on the producer's CPU: TGT_FREES objects from its own cache. */
+/* Phase 1, on the producer's CPU: TGT_TOTAL objects from its own cache. */
 static void *tgt_alloc(void *arg)
 {
 	struct tgt_test *t = arg;
 	struct bpf_mem_cache *mine = cache_of(t->ma, PRODUCER_CPU);
-	void *borrowed[4 * TGT_FREES];
+	static void *borrowed[4 * TGT_TOTAL];
 	int n = 0, nb = 0;
 
 	t->ret = bpfmem_thread_attach(PRODUCER_CPU, 0);
-	while (n < TGT_FREES && nb < (int)(sizeof(borrowed) / sizeof(borrowed[0]))) {
+	while (n < TGT_TOTAL && nb < (int)(sizeof(borrowed) / sizeof(borrowed[0]))) {
 		void *obj = cache_alloc_wait(t->ma);
 
 		if (!obj)
@@ -364,7 +374,7 @@ static void *tgt_alloc(void *arg)
 	}
 	for (int i = 0; i < nb; i++)
 		bpf_mem_cache_free(t->ma, borrowed[i]);
-	if (n < TGT_FREES)
+	if (n < TGT_TOTAL)
 		t->ret = -ENOMEM;
 	return NULL;
 }
@@ -373,19 +383,32 @@ static void *tgt_alloc(void *arg)
 static void *tgt_free(void *arg)
 {
 	struct tgt_test *t = arg;
+	struct bpf_mem_cache *mine = cache_of(t->ma, CONSUMER_CPU);
 
 	t->ret = bpfmem_thread_attach(CONSUMER_CPU, 0);
-	for (int i = 0; i < TGT_FREES; i++) {
+	irq_work_flush();
+	for (struct llist_node *n = mine->free_llist.first; n; n = n->next) {
+		if (t->nprefill == TGT_PREFILL_MAX) {
+			t->ret = -E2BIG;
+			return NULL;
+		}
+		t->prefill[t->nprefill++] = node_obj(n);
+	}
+	t->nfreed = TGT_TOTAL - t->nprefill;
+	for (int i = 0; i < t->nfreed; i++) {
 		bpf_mem_cache_free(t->ma, t->obj[i]);
 		irq_work_flush();
 	}
 	return NULL;
 }
 
-static bool freed_by_consumer(struct tgt_test *t, void *obj)
+static bool trimmed_by_consumer(struct tgt_test *t, void *obj)
 {
-	for (int i = 0; i < TGT_FREES; i++)
+	for (int i = 0; i < t->nfreed; i++)
 		if (t->obj[i] == obj)
+			return true;
+	for (int i = 0; i < t->nprefill; i++)
+		if (t->prefill[i] == obj)
 			return true;
 	return false;
 }
@@ -395,7 +418,7 @@ static void *tgt_collect(void *arg)
 {
 	struct tgt_test *t = arg;
 	struct bpf_mem_cache *mine = cache_of(t->ma, PRODUCER_CPU);
-	static void *got[8 * TGT_FREES];
+	static void *got[8 * TGT_TOTAL];
 	int n = 0;
 
 	t->ret = bpfmem_thread_attach(PRODUCER_CPU, 0);
@@ -405,7 +428,7 @@ static void *tgt_collect(void *arg)
 		if (!obj)
 			break;
 		got[n++] = obj;
-		if (origin(obj) == mine && freed_by_consumer(t, obj))
+		if (origin(obj) == mine && trimmed_by_consumer(t, obj))
 			t->collected++;
 	}
 	irq_work_flush();
@@ -415,18 +438,15 @@ static void *tgt_collect(void *arg)
 			       llist_count(mine->waiting_for_gp_ttrace.first));
 	for (int i = 0; i < n; i++)
 		bpf_mem_cache_free(t->ma, got[i]);
+	for (int i = t->nfreed; i < TGT_TOTAL; i++)
+		bpf_mem_cache_free(t->ma, t->obj[i]);
 	return NULL;
 }
 
-static int chain_len(struct llist_node *n)
-{
-	return (int)llist_count(n);
-}
-
-static bool chain_all_freed_by_consumer(struct tgt_test *t, struct llist_node *n)
+static bool chain_all_trimmed_by_consumer(struct tgt_test *t, struct llist_node *n)
 {
 	for (; n; n = n->next)
-		if (!freed_by_consumer(t, (char *)n + LLIST_NODE_SZ))
+		if (!trimmed_by_consumer(t, node_obj(n)))
 			return false;
 	return true;
 }
@@ -472,13 +492,11 @@ static void test_objects_trimmed_on_another_cpu_are_recycled_by_their_origin_cac
 	t.ma = &ma;
 	sem_init(&reader.inside, 0, 0);
 	sem_init(&reader.leave, 0, 0);
-	/* initialised with both CPUs unused: neither is prefilled */
 	assert_int_equal(bpf_mem_alloc_init(&ma, TGT_SIZE, false), 0);
 	producer = cache_of(&ma, PRODUCER_CPU);
 	consumer = cache_of(&ma, CONSUMER_CPU);
 	producer_batch = producer->batch;
 	assert_int_equal(TGT_TRIMMED % producer_batch, 0);
-	assert_int_equal(atomic_load(&consumer->free_cnt), 0);
 
 	run_phase(tgt_alloc, &t);
 	irq_work_flush();
@@ -488,14 +506,14 @@ static void test_objects_trimmed_on_another_cpu_are_recycled_by_their_origin_cac
 	irq_work_flush();
 
 	assert_int_equal(atomic_load(&consumer->free_cnt), TGT_KEPT);
-	assert_int_equal(atomic_load(&consumer->trims), (TGT_FREES - TGT_KEPT) / 33);
+	assert_int_equal(atomic_load(&consumer->trims), TGT_TRIMMED / 33);
 	/* every trimmed object waits on the producer's tasks-trace lists */
-	assert_int_equal(chain_len(producer->free_by_rcu_ttrace.first) +
-			 chain_len(producer->waiting_for_gp_ttrace.first), TGT_TRIMMED);
-	assert_true(chain_all_freed_by_consumer(&t, producer->free_by_rcu_ttrace.first));
-	assert_true(chain_all_freed_by_consumer(&t, producer->waiting_for_gp_ttrace.first));
-	assert_int_equal(chain_len(consumer->free_by_rcu_ttrace.first) +
-			 chain_len(consumer->waiting_for_gp_ttrace.first), 0);
+	assert_int_equal(llist_count(producer->free_by_rcu_ttrace.first) +
+			 llist_count(producer->waiting_for_gp_ttrace.first), TGT_TRIMMED);
+	assert_true(chain_all_trimmed_by_consumer(&t, producer->free_by_rcu_ttrace.first));
+	assert_true(chain_all_trimmed_by_consumer(&t, producer->waiting_for_gp_ttrace.first));
+	assert_int_equal(llist_count(consumer->free_by_rcu_ttrace.first) +
+			 llist_count(consumer->waiting_for_gp_ttrace.first), 0);
 
 	allocs_before = atomic_load(&producer->backend_allocs);
 	run_phase(tgt_collect, &t);
