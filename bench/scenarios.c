@@ -346,7 +346,7 @@ static int run_tail(const struct backend *b, const struct bench_opts *o)
 	struct rusage ru;
 
 	getrusage(RUSAGE_THREAD, &ru);
-	long ivcsw = ru.ru_nivcsw;
+	long ivcsw = ru.ru_nivcsw, vcsw0 = ru.ru_nvcsw;
 
 	for (long i = 0; i < n; i++) {
 		int j = (int)(rnd() % LIVE);
@@ -374,6 +374,10 @@ static int run_tail(const struct backend *b, const struct bench_opts *o)
 			}
 		}
 	}
+	/* an allocator that sleeps or waits shows up here, not as preemption */
+	getrusage(RUSAGE_THREAD, &ru);
+	double vcs_per_k = 1000.0 * (double)(ru.ru_nvcsw - vcsw0) / (double)n;
+
 	/* every sample, preemptions included: what a user on this machine saw */
 	qsort(all, (size_t)n, sizeof(*all), cmp_u32);
 	double p9999_all = pct(all, n, 0.9999) / cpn;
@@ -399,6 +403,7 @@ static int run_tail(const struct backend *b, const struct bench_opts *o)
 	emit_metric("tail.max", "ns", true, (double)lat[n - 1] / cpn);
 	emit_metric("tail.null%", "%", true, 100.0 * (double)nulls / (double)o->tail_ops);
 	emit_metric("tail.preempted%", "%", true, 100.0 * (double)dropped / (double)windows);
+	emit_metric("tail.sleeps/1k", "count", true, vcs_per_k);
 	for (size_t i = 0; i < sizeof(tail_q) / sizeof(tail_q[0]); i++) {
 		snprintf(name, sizeof(name), "~tail.q%g", tail_q[i]);
 		emit_metric(name, "ns", true, pct(lat, n, tail_q[i]) / cpn);
