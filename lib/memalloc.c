@@ -36,6 +36,7 @@
 
 #include <bpfmem.h>
 #include "memalloc.h"
+#include "debug.h"
 #include "kernel/bug.h"
 #include "kernel/cpu.h"
 #include "kernel/init.h"
@@ -113,6 +114,7 @@ static void *__alloc(struct bpf_mem_cache *c)
 		return NULL;
 	}
 	atomic_fetch_add_explicit(&c->backend_allocs, 1, memory_order_relaxed);
+	debug_poison(c, (struct llist_node *)obj);
 	return obj;
 }
 
@@ -418,6 +420,7 @@ static void __free_by_rcu(struct rcu_head *head)
 
 	rcu_callback_begin(head);
 	/* RCU grace period done: on to the tasks-trace one */
+	debug_poison_list(c, llnode);
 	if (llnode)
 		enque_to_free_and_call(origin_hint(c), llnode, c->waiting_for_gp_tail);
 	/* frees that batched up behind this callback start their grace period
@@ -551,6 +554,7 @@ static __noinline void *unit_alloc_slow(struct bpf_mem_cache *c, bool shared)
 		llnode = __llist_del_first(&c->free_llist);
 		if (likely(llnode)) {
 			cnt = free_cnt_add(c, -1);
+			debug_obj_allocated(c, llnode);
 			*(struct bpf_mem_cache **)llnode = c;
 		}
 	}
@@ -576,6 +580,7 @@ static __always_inline void *unit_alloc(struct bpf_mem_cache *c)
 		if (likely(llnode && cnt > c->low_watermark)) {
 			c->free_llist.first = llnode->next;
 			atomic_store_explicit(&c->free_cnt, cnt - 1, memory_order_relaxed);
+			debug_obj_allocated(c, llnode);
 			*(struct bpf_mem_cache **)llnode = c;
 			local_dec(&c->active);
 			return llnode;
@@ -613,6 +618,8 @@ static __always_inline void unit_free(struct bpf_mem_cache *c, void *ptr)
 {
 	struct llist_node *llnode = (struct llist_node *)((char *)ptr - LLIST_NODE_SZ);
 
+	if (!debug_obj_freed(c, llnode, true))
+		return;
 	/* remember the cache that allocated it (the hint need not be exact) */
 	atomic_store_explicit(&c->tgt, *(struct bpf_mem_cache **)llnode, memory_order_relaxed);
 
@@ -634,6 +641,9 @@ static void unit_free_rcu(struct bpf_mem_cache *c, void *ptr)
 {
 	struct llist_node *llnode = (struct llist_node *)((char *)ptr - LLIST_NODE_SZ);
 
+	/* readers may still look at it: poisoned after the grace period */
+	if (!debug_obj_freed(c, llnode, false))
+		return;
 	atomic_store_explicit(&c->tgt, *(struct bpf_mem_cache **)llnode, memory_order_relaxed);
 	/*
 	 * In the kernel free_by_rcu is private to the CPU and a twin
@@ -668,6 +678,8 @@ static __noinline void cache_free_slow(void *pcpu, size_t stride, size_t off, vo
 	int cpu = smp_processor_id();
 	struct bpf_mem_cache *c = cache_on(pcpu, stride, off, cpu);
 
+	if (!debug_obj_freed(c, llnode, true))
+		return;
 	atomic_store_explicit(&c->tgt, *(struct bpf_mem_cache **)llnode, memory_order_relaxed);
 	unit_free_slow(c, llnode, cpu == SHARED_CPU);
 }
@@ -720,6 +732,8 @@ __public void bpf_mem_free(struct bpf_mem_alloc *ma, void *ptr)
 {
 	if (unlikely(!ptr || !ma || ma->magic != BPFMEM_MAGIC_ANY))
 		return;
+	if (!debug_header_ok(ma->caches, CACHES_STRIDE, ptr))
+		return;
 	cache_free(ma->caches, CACHES_STRIDE, owner_cache(ptr)->class_off, ptr);
 }
 
@@ -731,6 +745,8 @@ static void free_rcu_to(void *pcpu, size_t stride, size_t off, void *ptr)
 __public void bpf_mem_free_rcu(struct bpf_mem_alloc *ma, void *ptr)
 {
 	if (unlikely(!ptr || !ma || ma->magic != BPFMEM_MAGIC_ANY))
+		return;
+	if (!debug_header_ok(ma->caches, CACHES_STRIDE, ptr))
 		return;
 	free_rcu_to(ma->caches, CACHES_STRIDE, owner_cache(ptr)->class_off, ptr);
 }
@@ -851,6 +867,8 @@ static void init_cache(struct bpf_mem_cache *c, void *pcpu, size_t stride, size_
 	c->objcg = objcg;
 	c->cpu = cpu;
 	c->shared = cache_on(pcpu, stride, off, SHARED_CPU);
+	c->pcpu_base = pcpu;
+	c->pcpu_stride = stride;
 	atomic_store_explicit(&c->tgt, c, memory_order_relaxed);
 	init_refill_work(c);
 	prefill_mem_cache(c, cpu);

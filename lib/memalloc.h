@@ -40,6 +40,8 @@ struct bpf_mem_cache {
 	unsigned int class_off;		/* offset of this class in a CPU's caches (bpf_mem_free) */
 	struct bpfmem_objcg *objcg;	/* charged for every object the cache holds */
 	struct bpf_mem_cache *shared;	/* the same class on the shared CPU */
+	void *pcpu_base;		/* the allocator's per-CPU area of caches */
+	unsigned int pcpu_stride;	/* and its stride (debug checks) */
 
 	/* --- owner, inside active: the fast path touches this line only --- */
 	struct __llist_head free_llist ____cacheline_aligned;
