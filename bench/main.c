@@ -502,7 +502,11 @@ static void print_scenario(FILE *out, int s, bool md)
 			continue;
 		}
 		for (int i = 0; i < nm; i++) {
-			fmt_val(v, sizeof(v), med(b, names[i]));
+			const struct metric *m = metric_find(b, names[i]);
+
+			fmt_val(v, sizeof(v), median(m));
+			if (m && m->n && !strcmp(m->unit, "bool"))
+				snprintf(v, sizeof(v), "%s", median(m) == 1 ? "yes" : "NO");
 			fprintf(out, "%s%10s", sep, v);
 		}
 		if (!sc->ratio_all && sc->headline) {
@@ -860,8 +864,12 @@ static int write_json(const char *path, const struct bench_opts *o, double secs)
 	}
 	fprintf(f, "  ],\n  \"scenarios\": [\n");
 	for (int s = 0; s < nr_scenarios; s++) {
-		fprintf(f, "    {\"name\": \"%s\", \"headline\": \"%s\", \"desc\": ", scenarios[s].name,
-			scenarios[s].headline);
+		fprintf(f, "    {\"name\": \"%s\", \"headline\": ", scenarios[s].name);
+		if (scenarios[s].headline)
+			json_str(f, scenarios[s].headline);
+		else
+			fprintf(f, "null");
+		fprintf(f, ", \"desc\": ");
 		json_str(f, scenarios[s].desc);
 		fprintf(f, "}%s\n", s + 1 < nr_scenarios ? "," : "");
 	}
