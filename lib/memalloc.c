@@ -573,7 +573,7 @@ static __noinline void *unit_alloc_slow(struct bpf_mem_cache *c, bool shared)
 /* The common case: an owned CPU whose list is above the low watermark. */
 static __always_inline void *unit_alloc(struct bpf_mem_cache *c)
 {
-	if (likely(local_inc_return(&c->active) == 1)) {
+	if (likely(local_try_enter(&c->active))) {
 		struct llist_node *llnode = c->free_llist.first;
 		int cnt = atomic_load_explicit(&c->free_cnt, memory_order_relaxed);
 
@@ -582,11 +582,11 @@ static __always_inline void *unit_alloc(struct bpf_mem_cache *c)
 			atomic_store_explicit(&c->free_cnt, cnt - 1, memory_order_relaxed);
 			debug_obj_allocated(c, llnode);
 			*(struct bpf_mem_cache **)llnode = c;
-			local_dec(&c->active);
+			local_exit(&c->active);
 			return llnode;
 		}
+		local_exit(&c->active);
 	}
-	local_dec(&c->active);
 	return unit_alloc_slow(c, false);
 }
 
@@ -623,17 +623,17 @@ static __always_inline void unit_free(struct bpf_mem_cache *c, void *ptr)
 	/* remember the cache that allocated it (the hint need not be exact) */
 	atomic_store_explicit(&c->tgt, *(struct bpf_mem_cache **)llnode, memory_order_relaxed);
 
-	if (likely(local_inc_return(&c->active) == 1)) {
+	if (likely(local_try_enter(&c->active))) {
 		int cnt = atomic_load_explicit(&c->free_cnt, memory_order_relaxed);
 
 		if (likely(cnt < c->high_watermark)) {
 			__llist_add(llnode, &c->free_llist);
 			atomic_store_explicit(&c->free_cnt, cnt + 1, memory_order_relaxed);
-			local_dec(&c->active);
+			local_exit(&c->active);
 			return;
 		}
+		local_exit(&c->active);
 	}
-	local_dec(&c->active);
 	unit_free_slow(c, llnode, false);
 }
 
