@@ -559,42 +559,87 @@ static void test_free_on_another_cpu_goes_to_that_cpus_cache(void **state)
 	bpf_mem_alloc_destroy(&ma);
 }
 
-static void *first_use_of_cpu7(void *arg)
+struct cpu7_use {
+	struct bpf_mem_alloc *ma;
+	int prefilled;		/* classes holding exactly their prefill after attach */
+	int own;		/* classes whose first object came from CPU 7 itself */
+};
+
+static void *attach_cpu7_and_alloc(void *arg)
 {
-	struct bpf_mem_alloc *ma = arg;
-	long ok = 0;
+	struct cpu7_use *u = arg;
 
 	if (bpfmem_thread_attach(7, 0))
-		return (void *)-1L;
+		return NULL;
 	for (int i = 0; i < NUM_CACHES; i++) {
-		struct bpf_mem_cache *c = t_cache(ma, i, 7);
-		void *p = bpf_mem_alloc(ma, bpf_mem_sizes[i] - T_HDR);
+		struct bpf_mem_cache *c = t_cache(u->ma, i, 7);
+		void *p;
 
-		irq_work_flush();
-		if (p) {
-			bpf_mem_free(ma, p);
-			/* the first use raised a refill of one batch; p came back here */
-			ok += t_free_cnt(c) + t_mailbox_cnt(c) == (unsigned long)c->batch + 1;
-		}
+		u->prefilled += t_free_cnt(c) == (bpf_mem_sizes[i] <= 256 ? 4 : 1);
+		p = bpf_mem_alloc(u->ma, bpf_mem_sizes[i] - T_HDR);
+		u->own += p && t_owner(p) == c;
+		bpf_mem_free(u->ma, p);
 	}
 	bpfmem_thread_detach();
-	return (void *)ok;
+	return NULL;
 }
 
-/* CPUs nobody used at init start empty; their first use fills them. */
-static void test_cpu_first_used_after_init_is_filled_on_first_use(void **state)
+/* CPUs nobody used at init start empty; attaching to one prefills it. */
+static void test_cpu_attached_after_init_is_prefilled(void **state)
 {
 	static struct bpf_mem_alloc ma;
-	void *ok;
+	struct cpu7_use u = { .ma = &ma };
 	pthread_t t;
 
 	assert_false(cpu_in_use(7));
 	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
 	for (int i = 0; i < NUM_CACHES; i++)
 		assert_int_equal(t_free_cnt(t_cache(&ma, i, 7)), 0);
-	assert_int_equal(pthread_create(&t, NULL, first_use_of_cpu7, &ma), 0);
-	assert_int_equal(pthread_join(t, &ok), 0);
-	assert_int_equal((long)ok, NUM_CACHES);
+	assert_int_equal(pthread_create(&t, NULL, attach_cpu7_and_alloc, &u), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(u.prefilled, NUM_CACHES);
+	assert_int_equal(u.own, NUM_CACHES);
+	bpf_mem_alloc_destroy(&ma);
+}
+
+struct implicit_use {
+	struct bpf_mem_alloc *ma;
+	int served;		/* classes whose first allocation succeeded */
+	int stocked;		/* classes whose CPU then had objects of its own */
+};
+
+static void *alloc_without_attach(void *arg)
+{
+	struct implicit_use *u = arg;
+
+	for (int i = 0; i < NUM_CACHES; i++) {
+		void *p = bpf_mem_alloc(u->ma, bpf_mem_sizes[i] - T_HDR);
+		int cpu = bpfmem_current_cpu();
+
+		irq_work_flush();
+		u->served += p != NULL;
+		if (cpu >= 0) {
+			struct bpf_mem_cache *c = t_cache(u->ma, i, cpu);
+
+			u->stocked += t_free_cnt(c) + t_mailbox_cnt(c) > 0;
+		}
+		bpf_mem_free(u->ma, p);
+	}
+	return NULL;
+}
+
+/* A thread that never attached gets a CPU, and objects, on its first use. */
+static void test_thread_without_attach_is_served_on_first_use(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	struct implicit_use u = { .ma = &ma };
+	pthread_t t;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
+	assert_int_equal(pthread_create(&t, NULL, alloc_without_attach, &u), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(u.served, NUM_CACHES);
+	assert_int_equal(u.stocked, NUM_CACHES);
 	bpf_mem_alloc_destroy(&ma);
 }
 
@@ -619,7 +664,8 @@ int main(void)
 		cmocka_unit_test(test_gfp_nowait_returns_null_when_caches_empty_and_backend_fails),
 		cmocka_unit_test(test_raw_free_returns_object_to_backend),
 		cmocka_unit_test(test_free_on_another_cpu_goes_to_that_cpus_cache),
-		cmocka_unit_test(test_cpu_first_used_after_init_is_filled_on_first_use),
+		cmocka_unit_test(test_cpu_attached_after_init_is_prefilled),
+		cmocka_unit_test(test_thread_without_attach_is_served_on_first_use),
 		cmocka_unit_test(test_first_alloc_on_a_cpu_unused_at_init_succeeds),
 	};
 
