@@ -45,13 +45,21 @@ PKG_CONFIG_PATH=$(dirname "$pcfile")
 export PKG_CONFIG_PATH
 pc=$(pkg-config --cflags --libs bpfmem)
 echo "pkg-config --cflags --libs bpfmem: $pc"
-case " $pc " in
-*" -I$prefix/include "*) ;;
-*) echo "pkg-config does not point at $prefix/include"; exit 1 ;;
+# The .pc may spell paths relative to itself (${pcfiledir}/../..): compare resolved paths.
+incs="" libs=""
+for opt in $pc; do
+	case $opt in
+	-I*) incs="$incs $(readlink -f "${opt#-I}")" ;;
+	-L*) libs="$libs $(readlink -f "${opt#-L}")" ;;
+	esac
+done
+case "$incs " in
+*" $(readlink -f "$prefix/include") "*) ;;
+*) echo "pkg-config's include path does not point at $prefix/include"; exit 1 ;;
 esac
-case " $pc " in
-*" -L$libdir "*) ;;
-*) echo "pkg-config does not point at $libdir"; exit 1 ;;
+case "$libs " in
+*" $(readlink -f "$libdir") "*) ;;
+*) echo "pkg-config's library path does not point at $libdir"; exit 1 ;;
 esac
 # shellcheck disable=SC2086 # $pc and $flags are lists of options
 "$cc" $flags -Wall -Wextra -Werror -o "$work/readme_example" \
