@@ -507,30 +507,34 @@ static void take_mailboxes(struct bpf_mem_cache *c)
 	batch = mailbox_take_shared(&c->trim_llist);
 	if (batch) {
 		c->free_llist.first = batch;
-		free_cnt_add(c, c->trim_cnt);
+		free_cnt_add(c, (int)llist_count(batch));
 	}
 }
 
 /*
  * Above the high watermark: keep the (low+high)/2 most recently freed
  * objects, which are the cache-hot ones, and hand the rest to the refill
- * thread.  If it has not taken the previous trim yet, try on the next free.
+ * thread.  The owner is the box's only producer but it adds with a CAS, so
+ * a refill thread that is slow to come (a busy machine) cannot make the
+ * private list grow past the high watermark.
  */
-static bool trim(struct bpf_mem_cache *c, int cnt)
+static bool trim(struct bpf_mem_cache *c)
 {
 	int keep = (c->low_watermark + c->high_watermark) / 2;
-	struct llist_node *last = c->free_llist.first;
+	struct llist_node *last = c->free_llist.first, *cut, *tail;
 
-	if (!mailbox_empty(&c->trim_llist))
-		return false;
 	for (int i = 1; i < keep; i++) {
 		if (!last->next)
 			return false;
 		last = last->next;
 	}
-	c->trim_cnt = cnt - keep;
-	mailbox_put(&c->trim_llist, last->next);
+	cut = last->next;
+	if (!cut)
+		return false;
+	for (tail = cut; tail->next; tail = tail->next)
+		;
 	last->next = NULL;
+	llist_add_batch(cut, tail, &c->trim_llist);
 	atomic_store_explicit(&c->free_cnt, keep, memory_order_relaxed);
 	atomic_store_explicit(&c->trims,
 			      atomic_load_explicit(&c->trims, memory_order_relaxed) + 1,
@@ -602,7 +606,7 @@ static __noinline void unit_free_slow(struct bpf_mem_cache *c, struct llist_node
 		__llist_add(llnode, &c->free_llist);
 		cnt = free_cnt_add(c, 1);
 		if (cnt > c->high_watermark)
-			trimmed = trim(c, cnt);
+			trimmed = trim(c);
 	} else {
 		/* A free cannot fail: park it on the atomic list; the refill
 		 * drains it.  Atomic because a handler may interrupt this. */

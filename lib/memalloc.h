@@ -48,7 +48,6 @@ struct bpf_mem_cache {
 	_Atomic int free_cnt;		/* owner writes; refill and stats read racily */
 	local_t active;			/* re-entry guard: owner and its handlers */
 	_Atomic int shared_lock;	/* shared CPU only: stands in for ownership */
-	int trim_cnt;			/* objects the owner put in trim_llist */
 	bool prefilled;			/* init or the first explicit owner filled it */
 	_Atomic(struct bpf_mem_cache *) tgt;	/* origin hint of the last free: owner writes, refill reads */
 	_Atomic unsigned long trims;	/* owner increments (no RMW: single writer) */
@@ -58,8 +57,9 @@ struct bpf_mem_cache {
 	 * and writes only into an empty box, the owner the only consumer, so
 	 * neither needs an RMW; refill_cnt is written before the box is
 	 * published and read by the owner before it empties the box.
-	 * trim_llist: the owner produces the same way; the refill thread and
-	 * (when its list runs dry) the owner take it with an exchange. ---
+	 * trim_llist: the owner adds trimmed objects with a CAS (it is the only
+	 * producer, but the box may still be full); the refill thread and (when
+	 * its list runs dry) the owner take it with an exchange. ---
 	 */
 	struct llist_head refill_llist ____cacheline_aligned;
 	_Atomic int refill_cnt;
