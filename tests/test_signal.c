@@ -24,6 +24,7 @@
 
 #include <bpfmem.h>
 #include "kernel/cpu.h"
+#include "kernel/irq_work.h"
 #include "kernel/slab.h"
 
 #define STORM_SIG	SIGRTMIN
@@ -112,6 +113,16 @@ static void *handover_alloc(unsigned int i)
 	if (kind == ANY_SIZE)
 		return bpf_mem_alloc(&ma, HANDOVER_SIZE);
 	return obj_alloc(i);
+}
+
+/* Process context: NULL only while a refill is in flight, so wait for it. */
+static void *handover_alloc_wait(unsigned int i)
+{
+	void *obj = NULL;
+
+	for (int tries = 0; tries < 1000 && !(obj = handover_alloc(i)); tries++)
+		irq_work_flush();
+	return obj;
 }
 
 /* Every free entry point that may run in a handler, in turn. */
@@ -450,7 +461,7 @@ static void test_handler_on_thread_that_never_used_library_loses_no_free(void **
 	sem_init(&fresh_go, 0, 0);
 	assert_int_equal(init_kind(ANY_SIZE), 0);
 	for (unsigned int i = 0; i < FRESH_THREADS; i++) {
-		void *obj = handover_alloc(i);
+		void *obj = handover_alloc_wait(i);
 		pthread_t t;
 
 		assert_non_null(obj);
@@ -518,7 +529,7 @@ static void test_handler_after_thread_exit_hook_frees_without_owning_a_cpu(void 
 	sem_init(&fresh_handled, 0, 0);
 	assert_int_equal(init_kind(ANY_SIZE), 0);
 	for (unsigned int i = 0; i < FRESH_THREADS; i++) {
-		void *obj = handover_alloc(i);
+		void *obj = handover_alloc_wait(i);
 		pthread_t t;
 
 		assert_non_null(obj);
