@@ -343,6 +343,7 @@ static int run_tail(const struct backend *b, const struct bench_opts *o)
 	 * that blocks) stay in.
 	 */
 	long kept = 0, windows = 0, dropped = 0;
+	uint64_t null_cycles = 0;
 	struct rusage ru;
 
 	getrusage(RUSAGE_THREAD, &ru);
@@ -358,10 +359,12 @@ static int run_tail(const struct backend *b, const struct bench_opts *o)
 		c0 = cycles();
 		live[j] = b->alloc(size);
 		c1 = cycles();
-		if (live[j])
+		if (live[j]) {
 			*(volatile char *)live[j] = 1;
-		else
+		} else {
 			nulls++;
+			null_cycles += c1 - c0;
+		}
 		lat[kept] = (uint32_t)(c1 - c0 > UINT32_MAX ? UINT32_MAX : c1 - c0);
 		all[i] = lat[kept++];
 		if ((i + 1) % TAIL_WINDOW == 0) {
@@ -402,6 +405,8 @@ static int run_tail(const struct backend *b, const struct bench_opts *o)
 	emit_metric("tail.p99.99_all", "ns", true, p9999_all);
 	emit_metric("tail.max", "ns", true, (double)lat[n - 1] / cpn);
 	emit_metric("tail.null%", "%", true, 100.0 * (double)nulls / (double)o->tail_ops);
+	/* what a failed call costs: the slow path of an empty cache */
+	emit_metric("tail.null_mean", "ns", true, nulls ? (double)null_cycles / cpn / (double)nulls : 0);
 	emit_metric("tail.preempted%", "%", true, 100.0 * (double)dropped / (double)windows);
 	emit_metric("tail.sleeps/1k", "count", true, vcs_per_k);
 	for (size_t i = 0; i < sizeof(tail_q) / sizeof(tail_q[0]); i++) {
