@@ -85,7 +85,8 @@ is the median over the repetitions. Ratios are taken between numbers of the same
   of every allocation is timed with `lfence; rdtsc`. The timer's own cost is printed
   (`timer_p50`) and included in every number. Windows of 256 calls during which the thread was
   involuntarily preempted are dropped (`preempted%` says how many); `p99.99_all` keeps them.
-  `sleeps/1k` counts voluntary context switches (an allocator that blocks) per 1000 calls.
+  `sleeps/1k` counts voluntary context switches (an allocator that blocks) per 1000 calls;
+  `null_mean` is the mean latency of the calls that returned NULL.
   The fixed-size cache serves every request from a 512-byte cache.
 - **signal**: alloc+free of 64 bytes inside a signal handler (the handler is entered with
   `raise`), ns per pair.
