@@ -416,9 +416,10 @@ static bool rcu_stage_queue(struct bpf_mem_cache *c);
 static void __free_by_rcu(struct rcu_head *head)
 {
 	struct bpf_mem_cache *c = container_of(head, struct bpf_mem_cache, rcu);
-	struct llist_node *llnode = llist_del_all(&c->waiting_for_gp);
+	struct llist_node *llnode;
 
 	rcu_callback_begin(head);
+	llnode = llist_del_all(&c->waiting_for_gp);
 	/* RCU grace period done: on to the tasks-trace one */
 	debug_poison_list(c, llnode);
 	if (llnode)
