@@ -24,6 +24,10 @@ count() { # mode n -> instructions collected inside run_pairs()
 }
 
 status=0
+a=$(count limit "$N")
+b=$(count limit $((2 * N)))
+echo "fastpath-guard: limit $(awk -v a="$a" -v b="$b" -v n="$N" 'BEGIN { printf "%.2f", (b - a) / n }')" \
+	"instructions per alloc+free (the reference: a thread-local free list, bench/limit.c)"
 for mode in cache any; do
 	a=$(count "$mode" "$N")
 	b=$(count "$mode" $((2 * N)))

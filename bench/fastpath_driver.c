@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Driver for the fast-path instruction budget: N alloc+free pairs of one
- * allocator inside run_pairs(), which fastpath-guard.sh counts with
+ * allocator (or of the limit, for reference) inside run_pairs(), which
+ * fastpath-guard.sh counts with
  * callgrind --toggle-collect=run_pairs.  The caches are warmed up first so
  * that the counted loop stays between the watermarks: no refill, no trim.
  */
@@ -12,20 +13,25 @@
 #include <time.h>
 
 #include <bpfmem.h>
+#include "limit.h"
 
 #define WARM 64
 
 static struct bpf_mem_alloc ma;
-static bool any;
+static bool any, limit;
 
 static inline void *alloc_one(void)
 {
+	if (limit)
+		return limit_alloc(64);
 	return any ? bpf_mem_alloc(&ma, 64) : bpf_mem_cache_alloc(&ma);
 }
 
 static inline void free_one(void *p)
 {
-	if (any)
+	if (limit)
+		limit_free(p);
+	else if (any)
 		bpf_mem_free(&ma, p);
 	else
 		bpf_mem_cache_free(&ma, p);
@@ -46,12 +52,21 @@ int main(int argc, char **argv)
 	void *warm[WARM];
 	long n;
 
-	if (argc != 3 || (strcmp(argv[1], "cache") && strcmp(argv[1], "any"))) {
-		fprintf(stderr, "usage: %s cache|any N\n", argv[0]);
+	if (argc != 3 || (strcmp(argv[1], "cache") && strcmp(argv[1], "any") &&
+			  strcmp(argv[1], "limit"))) {
+		fprintf(stderr, "usage: %s cache|any|limit N\n", argv[0]);
 		return 2;
 	}
 	any = !strcmp(argv[1], "any");
 	n = atol(argv[2]);
+	if (!strcmp(argv[1], "limit")) {
+		/* the reference the budget is read against, not checked */
+		limit = true;
+		limit_prefill(256);
+		run_pairs(1000);
+		run_pairs(n);
+		return 0;
+	}
 	if (bpfmem_thread_attach(0, 0) || bpf_mem_alloc_init(&ma, any ? 0 : 64, false)) {
 		fprintf(stderr, "init failed\n");
 		return 1;
