@@ -985,6 +985,8 @@ __public int bpf_mem_alloc_percpu_unit_init(struct bpf_mem_alloc *ma, int size)
 	i = bpf_mem_cache_idx(size < 0 ? 0 : (size_t)size);
 	if (i < 0)
 		return -EINVAL;
+	/* ma is registered: keep attach-time prefill off half-made caches */
+	pthread_mutex_lock(&ma_lock);
 	for_each_possible_cpu(cpu) {
 		struct bpf_mem_cache *c = cache_on(ma->caches, CACHES_STRIDE, CACHE_OFF(i), cpu);
 
@@ -993,6 +995,7 @@ __public int bpf_mem_alloc_percpu_unit_init(struct bpf_mem_alloc *ma, int size)
 		init_cache(c, ma->caches, CACHES_STRIDE, CACHE_OFF(i), cpu, bpf_mem_sizes[i],
 			   percpu_size, ma->objcg);
 	}
+	pthread_mutex_unlock(&ma_lock);
 	return 0;
 }
 
