@@ -60,6 +60,26 @@ static void test_any_size_frees_are_reused_last_in_first_out(void **state)
 	bpf_mem_alloc_destroy(&ma);
 }
 
+/* Every allocator has caches of its own, even for the same size. */
+static void test_allocators_do_not_share_objects(void **state)
+{
+	static struct bpf_mem_alloc a, b;
+	void *p, *q;
+
+	assert_int_equal(bpf_mem_alloc_init(&a, 64, false), 0);
+	assert_int_equal(bpf_mem_alloc_init(&b, 64, false), 0);
+	p = bpf_mem_cache_alloc(&a);
+	assert_non_null(p);
+	bpf_mem_cache_free(&a, p);
+	q = bpf_mem_cache_alloc(&b);
+	assert_non_null(q);
+	assert_ptr_not_equal(q, p);
+	assert_ptr_equal(t_owner(q), t_cache(&b, 0, 0));
+	bpf_mem_cache_free(&b, q);
+	bpf_mem_alloc_destroy(&a);
+	bpf_mem_alloc_destroy(&b);
+}
+
 struct marks {
 	int unit, low, high, batch;
 };
@@ -648,6 +668,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fixed_free_then_alloc_returns_same_pointer),
 		cmocka_unit_test(test_any_size_frees_are_reused_last_in_first_out),
+		cmocka_unit_test(test_allocators_do_not_share_objects),
 		cmocka_unit_test(test_watermarks_of_every_any_size_class),
 		cmocka_unit_test(test_watermarks_of_fixed_sizes),
 		cmocka_unit_test(test_percpu_watermarks_are_low_1_high_3_batch_1),
