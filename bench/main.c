@@ -1012,9 +1012,41 @@ static int write_plots(const char *dir)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: bpfmem-bench [--quick] [--reps N] [--json FILE] [--plot DIR]\n"
+	fprintf(f, "usage: bpfmem-bench [--quick] [--reps N] [--json FILE] [--plot DIR] [--check]\n"
 		   "                    [--only SCENARIO,...] [--backends NAME,...] [--list]\n"
-		   "Each measurement runs in a child process; malloc peers via LD_PRELOAD.\n");
+		   "Each measurement runs in a child process; malloc peers via LD_PRELOAD.\n"
+		   "--check: exit 3 if a libbpfmem row crashed, hung, or did not survive the\n"
+		   "         signal storm (correctness only, never timing).\n");
+}
+
+/* --check: libbpfmem's rows must never crash, hang or hand an object out twice. */
+static int check_bpfmem_rows(void)
+{
+	int bad = 0;
+
+	for (int i = 0; i < nr_notes; i++) {
+		const char *t = notes[i].text;
+
+		if (backends[notes[i].b].kind == BK_BPFMEM &&
+		    (!strncmp(t, "CRASH", 5) || !strncmp(t, "HANG", 4) ||
+		     !strncmp(t, "DEADLOCK", 8) || !strncmp(t, "double hand-out", 15) ||
+		     !strncmp(t, "child exited", 12))) {
+			fprintf(stderr, "bpfmem-bench: check failed: %s (%s): %s\n",
+				backends[notes[i].b].name, scenarios[notes[i].s].name, t);
+			bad = 1;
+		}
+	}
+	for (int i = 0; i < nr_metrics; i++) {
+		const struct metric *m = &metrics[i];
+
+		if (backends[m->b].kind == BK_BPFMEM && !strcmp(m->name, "storm.survived") &&
+		    median(m) != 1) {
+			fprintf(stderr, "bpfmem-bench: check failed: %s did not survive the storm\n",
+				backends[m->b].name);
+			bad = 1;
+		}
+	}
+	return bad ? 3 : 0;
 }
 
 static bool select_list(const char *arg, bool scen)
@@ -1045,6 +1077,7 @@ int main(int argc, char **argv)
 {
 	struct bench_opts o = { 0 };
 	const char *json = NULL, *plot = NULL;
+	bool check = false;
 	int reps = 0;
 
 	for (int i = 1; i < argc; i++)
@@ -1078,6 +1111,8 @@ int main(int argc, char **argv)
 			have_only_back = true;
 			if (!select_list(argv[++i], false))
 				return 2;
+		} else if (!strcmp(argv[i], "--check")) {
+			check = true;
 		} else if (!strcmp(argv[i], "--list")) {
 			for (int s = 0; s < nr_scenarios; s++)
 				printf("scenario %-10s %s\n", scenarios[s].name, scenarios[s].desc);
@@ -1181,5 +1216,5 @@ int main(int argc, char **argv)
 		return 1;
 	if (plot && write_plots(plot))
 		return 1;
-	return 0;
+	return check ? check_bpfmem_rows() : 0;
 }

@@ -16,7 +16,8 @@ cmake --build "$build" -j2 --target bpfmem-bench bpfmem-fastpath-driver
 
 out=$build/bench-out
 mkdir -p "$out"
-timeout 300 "$build/bench/bpfmem-bench" --quick --json "$out/bench.json" --plot "$out/plots"
+timeout 300 "$build/bench/bpfmem-bench" --quick --check --json "$out/bench.json" \
+	--plot "$out/plots"
 
 # every scenario produced rows, and the JSON parses
 python3 - "$out/bench.json" <<'PY'
