@@ -47,6 +47,7 @@ static int nr_notes, cap_notes;
 static const char *skip_reason[64];
 static char malloc_from[64][160];
 static char machine_model[128], machine_kernel[256], load_start[64], load_end[64];
+static char machine_hv[64], machine_tpc[16], machine_l1d[64], machine_l2[64];
 static bool only_scen[64], only_back[64], have_only_scen, have_only_back;
 
 /* ---- result store ---- */
@@ -372,27 +373,36 @@ static void read_first_line(const char *path, char *out, size_t len)
 	fclose(f);
 }
 
+/* "Key:   value" from lscpu into out, "" when absent */
+static void lscpu_field(const char *text, const char *key, char *out, size_t len)
+{
+	const char *p = strstr(text, key);
+
+	out[0] = 0;
+	if (!p)
+		return;
+	p += strlen(key);
+	p += strspn(p, " \t");
+	snprintf(out, len, "%.*s", (int)strcspn(p, "\n"), p);
+}
+
 static void describe_machine(void)
 {
+	static char text[16384];
 	struct utsname u;
-	char line[256];
-	FILE *f = popen("lscpu 2>/dev/null", "r");
+	FILE *f = popen("LC_ALL=C lscpu 2>/dev/null", "r");
+	size_t n = f ? fread(text, 1, sizeof(text) - 1, f) : 0;
 
-	machine_model[0] = 0;
-	while (f && fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, "Model name:", 11)) {
-			char *p = line + 11;
-
-			p += strspn(p, " \t");
-			p[strcspn(p, "\n")] = 0;
-			snprintf(machine_model, sizeof(machine_model), "%s", p);
-			break;
-		}
-	}
+	text[n] = 0;
 	if (f)
 		pclose(f);
+	lscpu_field(text, "\nModel name:", machine_model, sizeof(machine_model));
 	if (!machine_model[0])
 		snprintf(machine_model, sizeof(machine_model), "unknown");
+	lscpu_field(text, "\nHypervisor vendor:", machine_hv, sizeof(machine_hv));
+	lscpu_field(text, "\nThread(s) per core:", machine_tpc, sizeof(machine_tpc));
+	lscpu_field(text, "\nL1d cache:", machine_l1d, sizeof(machine_l1d));
+	lscpu_field(text, "\nL2 cache:", machine_l2, sizeof(machine_l2));
 	uname(&u);
 	snprintf(machine_kernel, sizeof(machine_kernel), "%s %s %s", u.sysname, u.release, u.machine);
 }
@@ -578,6 +588,50 @@ static void print_scenario(FILE *out, int s, bool md)
 			fprintf(out, md ? "\nNotes:\n\n" : "  notes:\n");
 		first = false;
 		fprintf(out, md ? "- %s: %s\n" : "    %s: %s\n", backends[notes[i].b].name, notes[i].text);
+	}
+}
+
+/* One line per backend, one column per scenario's headline (storm: survived). */
+static void print_summary(FILE *out, bool md)
+{
+	const char *cols[32];
+	int nc = 0;
+
+	for (int s = 0; s < nr_scenarios && nc < 32; s++)
+		if (scenario_selected(s))
+			cols[nc++] = scenarios[s].headline ? scenarios[s].headline :
+				     !strcmp(scenarios[s].name, "storm") ? "storm.survived" : NULL;
+	fprintf(out, md ? "\n## Summary (medians; details and ratios below)\n\n| %-14s"
+			: "\n== summary (medians; details and ratios below)\n  %-14s", "backend");
+	for (int c = 0; c < nc; c++)
+		if (cols[c])
+			fprintf(out, "%s%15s", md ? " | " : "  ", cols[c]);
+	fprintf(out, md ? " |\n|---" : "\n");
+	for (int c = 0; md && c < nc; c++)
+		if (cols[c])
+			fprintf(out, "|---:");
+	fprintf(out, md ? "|\n" : "");
+	for (int b = 0; b < nr_backends; b++) {
+		bool any = false;
+
+		for (int c = 0; c < nc; c++)
+			any |= cols[c] && metric_find(b, cols[c]);
+		if (!any)
+			continue;
+		fprintf(out, md ? "| %-14s" : "  %-14s", backends[b].name);
+		for (int c = 0; c < nc; c++) {
+			const struct metric *m;
+			char v[32];
+
+			if (!cols[c])
+				continue;
+			m = metric_find(b, cols[c]);
+			fmt_val(v, sizeof(v), median(m));
+			if (m && m->n && !strcmp(m->unit, "bool"))
+				snprintf(v, sizeof(v), "%s", median(m) == 1 ? "yes" : "NO");
+			fprintf(out, "%s%15s", md ? " | " : "  ", m && m->n ? v : "-");
+		}
+		fprintf(out, md ? " |\n" : "\n");
 	}
 }
 
@@ -783,10 +837,12 @@ static void print_targets(FILE *out, bool md)
 static void print_header(FILE *out, const struct bench_opts *o, bool md, double secs)
 {
 	if (md) {
-		fprintf(out, "| | |\n|---|---|\n| CPU | %s, %ld online CPUs |\n| kernel | %s |\n"
+		fprintf(out, "| | |\n|---|---|\n| CPU | %s, %ld online CPUs, %s thread(s) per core; "
+			"L1d %s, L2 %s; hypervisor: %s |\n| kernel | %s |\n"
 			"| compiler | %s |\n| glibc | %s |\n| mode | %s, median of %d repetitions, "
 			"interleaved across backends; %.0f s total |\n| load average | %s (start), %s (end) |\n",
-			machine_model, sysconf(_SC_NPROCESSORS_ONLN), machine_kernel, COMPILER,
+			machine_model, sysconf(_SC_NPROCESSORS_ONLN), machine_tpc, machine_l1d,
+			machine_l2, machine_hv[0] ? machine_hv : "none", machine_kernel, COMPILER,
 			gnu_get_libc_version(), o->quick ? "--quick" : "full", o->reps, secs, load_start,
 			load_end);
 		fprintf(out, "\nBackends:\n\n");
@@ -798,9 +854,10 @@ static void print_header(FILE *out, const struct bench_opts *o, bool md, double 
 	}
 	fprintf(out, "bpfmem-bench: %s mode, median of %d repetitions (interleaved), %.0f s\n",
 		o->quick ? "quick" : "full", o->reps, secs);
-	fprintf(out, "machine: %s, %ld CPUs, %s, %s, glibc %s; load %s -> %s\n", machine_model,
-		sysconf(_SC_NPROCESSORS_ONLN), machine_kernel, COMPILER, gnu_get_libc_version(),
-		load_start, load_end);
+	fprintf(out, "machine: %s, %ld CPUs (%s per core, hypervisor %s), %s, %s, glibc %s\n"
+		"load average: %s -> %s\n", machine_model, sysconf(_SC_NPROCESSORS_ONLN),
+		machine_tpc, machine_hv[0] ? machine_hv : "none", machine_kernel, COMPILER,
+		gnu_get_libc_version(), load_start, load_end);
 }
 
 /* ---- output: JSON ---- */
@@ -843,6 +900,14 @@ static int write_json(const char *path, const struct bench_opts *o, double secs)
 	json_str(f, COMPILER);
 	fprintf(f, ", \"glibc\": ");
 	json_str(f, gnu_get_libc_version());
+	fprintf(f, ", \"threads_per_core\": ");
+	json_str(f, machine_tpc);
+	fprintf(f, ", \"l1d\": ");
+	json_str(f, machine_l1d);
+	fprintf(f, ", \"l2\": ");
+	json_str(f, machine_l2);
+	fprintf(f, ", \"hypervisor\": ");
+	json_str(f, machine_hv);
 	fprintf(f, ", \"bpfmem_nr_cpus\": %d, \"loadavg_start\": ", bpfmem_nr_cpus());
 	json_str(f, load_start);
 	fprintf(f, ", \"loadavg_end\": ");
@@ -1193,6 +1258,7 @@ int main(int argc, char **argv)
 	evaluate_targets();
 
 	print_header(stdout, &o, false, secs);
+	print_summary(stdout, false);
 	for (int s = 0; s < nr_scenarios; s++)
 		if (scenario_selected(s))
 			print_scenario(stdout, s, false);
@@ -1204,6 +1270,7 @@ int main(int argc, char **argv)
 
 		if (md) {
 			print_header(md, &o, true, secs);
+			print_summary(md, true);
 			print_targets(md, true);
 			fprintf(md, "\n## Results\n");
 			for (int s = 0; s < nr_scenarios; s++)
