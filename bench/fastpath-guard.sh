@@ -24,10 +24,12 @@ count() { # mode n -> instructions collected inside run_pairs()
 }
 
 status=0
-a=$(count limit "$N")
-b=$(count limit $((2 * N)))
-echo "fastpath-guard: limit $(awk -v a="$a" -v b="$b" -v n="$N" 'BEGIN { printf "%.2f", (b - a) / n }')" \
-	"instructions per alloc+free (the reference: a thread-local free list, bench/limit.c)"
+per_pair() { # a b -> (b - a) / N
+	awk -v a="$1" -v b="$2" -v n="$N" 'BEGIN { printf "%.2f", (b - a) / n }'
+}
+ref=$(per_pair "$(count limit "$N")" "$(count limit $((2 * N)))")
+echo "fastpath-guard: limit $ref instructions per alloc+free" \
+	"(the reference: a thread-local free list, bench/limit.c)"
 for mode in cache any; do
 	a=$(count "$mode" "$N")
 	b=$(count "$mode" $((2 * N)))
@@ -36,7 +38,7 @@ for mode in cache any; do
 		echo "fastpath-guard: no ${mode}_pair line in $budget_file" >&2
 		exit 1
 	fi
-	per=$(awk -v a="$a" -v b="$b" -v n="$N" 'BEGIN { printf "%.2f", (b - a) / n }')
+	per=$(per_pair "$a" "$b")
 	if awk -v p="$per" -v m="$budget" 'BEGIN { exit !(p <= m) }'; then
 		echo "fastpath-guard: ${mode}_pair $per instructions per alloc+free (budget $budget): ok"
 	else
