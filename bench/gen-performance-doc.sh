@@ -105,6 +105,12 @@ is the median over the repetitions. Ratios are taken between numbers of the same
   (`quiesce_ms`), peak RSS of the process (`peak_rss_MiB`, and its growth during the run), and
   the share of objects whose first allocation returned NULL (`null%`; the loop then retries).
 
+A new scenario (the kernel-style hash map, for one) is a function
+`int run_x(const struct backend *b, const struct bench_opts *o)` in `bench/scenarios.c` that
+uses `b->setup/alloc/free/...` and reports with `emit_metric("x.name", unit, lower_is_better,
+value)`, plus one entry in the `scenarios[]` table (name, description, headline metric, whether
+it is repeated, which rows it applies to). Tables, ratios, JSON and the summary pick it up.
+
 The fast path is also guarded without timing: `ctest -L unit` runs
 `bench_fastpath_instructions`, which counts the instructions of N alloc+free pairs under
 `valgrind --tool=callgrind` and fails above `bench/fastpath-budget.txt`.
