@@ -193,6 +193,8 @@ static void op_init(struct shadow *s, enum kind k)
 	if (faults && ret == -ENOMEM)
 		return;
 	CHECK(ret == 0);
+	if (k == K_FIXED && size == 0)
+		k = K_ANY;	/* size 0 asks for the any-size allocator */
 	s->kind = k;
 	s->size = k == K_FIXED || k == K_PCPU ? size : 0;
 	memset(s->class_ready, 0, sizeof(s->class_ready));
@@ -238,9 +240,12 @@ static void op_alloc(struct shadow *s, bool kernel)
 	case K_PCPU_ANY: {
 		int c = class_of(size);
 
-		if (c < 0 || !s->class_ready[c])
-			return;	/* a class never set up is the caller's bug, as in the kernel */
 		p = bpf_mem_alloc(&s->ma, size);
+		if (c < 0 || !s->class_ready[c]) {
+			/* a class never set up hands out nothing */
+			CHECK(p == NULL);
+			return;
+		}
 		break;
 	}
 	default:

@@ -52,7 +52,8 @@ seeds["percpu-fixed"] = s
 
 s = op(INIT_PCPU_ANY, 2) + op(UNIT_INIT, 2, u16(64 + 16)) + op(UNIT_INIT, 2, u16(4096 + 16))
 s += op(UNIT_INIT, 2, u16(16)) + op(UNIT_INIT, 2, u16(5000))
-s += op(ALLOC, 2, u16(50)) * 3 + op(ALLOC, 2, u16(4000)) * 2 + op(STATS, 2, b(4 + 4))
+s += op(ALLOC, 2, u16(50)) * 3 + op(ALLOC, 2, u16(4000)) * 2 + op(ALLOC, 2, u16(200))
+s += op(STATS, 2, b(4 + 4))
 s += op(STATS, 2, b(4 + 3)) + op(FREE, 2, b(0)) + op(FREE_RCU, 2, b(0)) + op(DESTROY, 2)
 seeds["percpu-any"] = s
 

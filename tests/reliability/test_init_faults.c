@@ -45,6 +45,9 @@ int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
 #define NR_RESULTS 8
 #define RESULT_FD 3
 
+/* argv[0], not /proc/self/exe: under valgrind that is valgrind's own tool */
+static const char *self_path;
+
 static void (*scenario_fn(const char *name))(long *res);
 
 /* Run scenario `name` in a fresh process; it fills NR_RESULTS values for
@@ -62,7 +65,7 @@ static void in_child(const char *name, long *res)
 		close(fds[0]);
 		if (dup2(fds[1], RESULT_FD) < 0)
 			_exit(3);
-		execl("/proc/self/exe", "rel_test_init_faults", "--scenario", name, (char *)NULL);
+		execl(self_path, self_path, "--scenario", name, (char *)NULL);
 		_exit(4);
 	}
 	close(fds[1]);
@@ -247,6 +250,7 @@ int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "--scenario"))
 		return run_scenario(argv[2]);
+	self_path = argv[0];
 
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_init_returns_emfile_when_eventfd_fails_and_works_after),
