@@ -34,6 +34,9 @@ struct backend {
 	 * provide malloc() in the child, checked with dladdr() */
 	const char *preload;
 	const char *malloc_from;
+	/* runs in bpfmem-bench-static, linked with libbpfmem.a: the same calls
+	 * without the PLT and with local TLS, to show what the .so costs */
+	bool static_lib;
 	/* why the row cannot run (missing package), NULL when it can */
 	const char *(*unavailable)(void);
 

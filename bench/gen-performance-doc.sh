@@ -57,6 +57,9 @@ is the median over the repetitions. Ratios are taken between numbers of the same
   (`bpf_mem_alloc_init(ma, size, false)`), called through the shared library.
 - **bpfmem-any**: `bpf_mem_alloc/free` on an any-size allocator. Its largest request is 4088
   bytes (4096 minus the header), so the "4096" column asks it (and the limit) for 4088.
+- **bpfmem-cache-st, bpfmem-any-st**: the same calls from `bpfmem-bench-static`, linked with
+  `libbpfmem.a`: no PLT call and local TLS. Only in pair and batch128: the difference to the
+  rows above is what calling the shared library costs.
 - **glibc, jemalloc, mimalloc, tcmalloc**: `malloc/free` of the system C library and of the
   Debian packages `libjemalloc2`, `libmimalloc2.0`, `libtcmalloc-minimal4`.
 - **absl-lla**: abseil's `LowLevelAlloc` with an arena created with `kAsyncSignalSafe`, the one

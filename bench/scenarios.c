@@ -722,7 +722,7 @@ static int run_free_rcu(const struct backend *b, const struct bench_opts *o)
 
 static bool signal_rows(const struct backend *b)
 {
-	return (b->flags & BF_SIGNAL) || b->kind == BK_LIMIT;
+	return !b->static_lib && ((b->flags & BF_SIGNAL) || b->kind == BK_LIMIT);
 }
 
 static bool storm_rows(const struct backend *b)
@@ -736,9 +736,10 @@ static bool xthread_rows(const struct backend *b)
 	return b->flags & BF_CROSS_THREAD;
 }
 
+/* the statically linked rows only answer "what does the .so cost": pair and batch128 */
 static bool tail_rows(const struct backend *b)
 {
-	return b->flags & BF_FAST;
+	return (b->flags & BF_FAST) && !b->static_lib;
 }
 
 static bool free_rcu_rows(const struct backend *b)

@@ -12,7 +12,7 @@ build=build-ci-bench
 rm -rf "$build"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBPFMEM_BUILD_TESTS=OFF \
 	-DBPFMEM_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build "$build" -j2 --target bpfmem-bench bpfmem-fastpath-driver
+cmake --build "$build" -j2 --target bpfmem-bench bpfmem-bench-static bpfmem-fastpath-driver
 
 out=$build/bench-out
 mkdir -p "$out"
