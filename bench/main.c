@@ -491,7 +491,7 @@ static void print_scenario(FILE *out, int s, bool md)
 		return;
 	}
 	/* values */
-	fprintf(out, md ? "| %-14s" : "  %-14s", "backend");
+	fprintf(out, md ? "| %-16s" : "  %-16s", "backend");
 	for (int i = 0; i < nm; i++)
 		fprintf(out, "%s%10s", sep, names[i] + (strncmp(names[i], sc->name, plen - 1) ? 0 : plen));
 	if (!sc->ratio_all && sc->headline)
@@ -506,7 +506,7 @@ static void print_scenario(FILE *out, int s, bool md)
 	for (int b = 0; b < nr_backends; b++) {
 		if (!backend_selected(b) || !scenarios[s].applies(&backends[b]))
 			continue;
-		fprintf(out, md ? "| %-14s" : "  %-14s", backends[b].name);
+		fprintf(out, md ? "| %-16s" : "  %-16s", backends[b].name);
 		if (!row_has(b, s)) {
 			fprintf(out, "%s%s%s\n", sep, skip_reason[b] ? skip_reason[b] : "no result",
 				md ? " |" : "");
@@ -541,10 +541,10 @@ static void print_scenario(FILE *out, int s, bool md)
 		/* every metric: ratio to the limit and to the best peer at that metric */
 		fprintf(out, md ? "\nRatios: row / limit (paired: the limit ran alternately in the same "
 				  "process, except for the preloaded peers: ratio of medians), row / best "
-				  "peer of that column (ratio of medians):\n\n| %-14s"
+				  "peer of that column (ratio of medians):\n\n| %-16s"
 				: "  ratios: row / limit (paired in one process unless preloaded), "
 				  "row / best peer (medians)"
-				  "\n  %-14s",
+				  "\n  %-16s",
 			"backend");
 		for (int i = 0; i < nm; i++)
 			if (!strstr(names[i], "null"))
@@ -561,7 +561,7 @@ static void print_scenario(FILE *out, int s, bool md)
 		for (int b = 0; b < nr_backends; b++) {
 			if (!row_has(b, s))
 				continue;
-			fprintf(out, md ? "| %-14s" : "  %-14s", backends[b].name);
+			fprintf(out, md ? "| %-16s" : "  %-16s", backends[b].name);
 			for (int i = 0; i < nm; i++) {
 				char r1[16], r2[16], cell[40];
 				int bp;
@@ -602,8 +602,8 @@ static void print_summary(FILE *out, bool md)
 		if (scenario_selected(s))
 			cols[nc++] = scenarios[s].headline ? scenarios[s].headline :
 				     !strcmp(scenarios[s].name, "storm") ? "storm.survived" : NULL;
-	fprintf(out, md ? "\n## Summary (medians; details and ratios below)\n\n| %-14s"
-			: "\n== summary (medians; details and ratios below)\n  %-14s", "backend");
+	fprintf(out, md ? "\n## Summary (medians; details and ratios below)\n\n| %-16s"
+			: "\n== summary (medians; details and ratios below)\n  %-16s", "backend");
 	for (int c = 0; c < nc; c++)
 		if (cols[c])
 			fprintf(out, "%s%15s", md ? " | " : "  ", cols[c]);
@@ -619,7 +619,7 @@ static void print_summary(FILE *out, bool md)
 			any |= cols[c] && metric_find(b, cols[c]);
 		if (!any)
 			continue;
-		fprintf(out, md ? "| %-14s" : "  %-14s", backends[b].name);
+		fprintf(out, md ? "| %-16s" : "  %-16s", backends[b].name);
 		for (int c = 0; c < nc; c++) {
 			const struct metric *m;
 			char v[32];
@@ -1187,7 +1187,7 @@ int main(int argc, char **argv)
 			for (int s = 0; s < nr_scenarios; s++)
 				printf("scenario %-10s %s\n", scenarios[s].name, scenarios[s].desc);
 			for (int b = 0; b < nr_backends; b++)
-				printf("backend  %-14s %s\n", backends[b].name, backends[b].desc);
+				printf("backend  %-16s %s\n", backends[b].name, backends[b].desc);
 			return 0;
 		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			usage(stdout);
@@ -1253,7 +1253,7 @@ int main(int argc, char **argv)
 
 				if (!backend_selected(b) || skip_reason[b] || !sc->applies(&backends[b]))
 					continue;
-				fprintf(stderr, "%s[%3d/%3d] %5.0f s  %-9s rep %d/%d  %-14s%s",
+				fprintf(stderr, "%s[%3d/%3d] %5.0f s  %-9s rep %d/%d  %-16s%s",
 					tty ? "\r" : "", ++done, total, (double)(now_ns() - t0) / 1e9,
 					sc->name, sc->repeat ? rep + 1 : 1, sc->repeat ? o.reps : 1,
 					backends[b].name, tty ? "\033[K" : "\n");
