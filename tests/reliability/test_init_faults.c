@@ -126,6 +126,8 @@ static void test_init_returns_emfile_when_eventfd_fails_and_works_after(void **s
 
 	(void)state;
 	in_child("eventfd", res);
+	rel_report("init_fault_eventfd", "faults=eventfd_EMFILE_at_first_init inits_failed=3 "
+		   "result=%ld,%ld,%ld then %ld", res[0], res[1], res[2], res[5]);
 	assert_int_equal(res[0], -EMFILE);
 	assert_int_equal(res[1], -EMFILE);
 	assert_int_equal(res[2], -EMFILE);
@@ -159,6 +161,8 @@ static void test_init_returns_eagain_when_thread_creation_fails_and_works_after(
 
 	(void)state;
 	in_child("thread", res);
+	rel_report("init_fault_thread", "faults=pthread_create_EAGAIN_at_first_init inits_failed=2 "
+		   "result=%ld,%ld then %ld", res[0], res[1], res[4]);
 	assert_int_equal(res[0], -EAGAIN);
 	assert_int_equal(res[1], -EAGAIN);
 	assert_int_equal(res[2], 2);	/* every init retried the refill thread */
@@ -225,6 +229,8 @@ static void test_fork_child_reports_refill_thread_failure_and_recovers(void **st
 
 	(void)state;
 	in_child("fork", res);
+	rel_report("init_fault_fork_child", "forks=1 faults=pthread_create_EAGAIN_in_fork_child "
+		   "warnings=%ld child_init_after=%ld", res[2], res[3]);
 	assert_int_equal(res[7], 0);
 	assert_int_equal(res[0], 1);
 	assert_int_equal(res[1], 1);
