@@ -15,10 +15,13 @@ static int cmp_uintptr(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Every CPU's copy: 8-aligned, distinct, at least max(64, size) bytes apart. */
+/*
+ * Every CPU's copy, the shared overflow CPU's (cpu == nr_cpus) included:
+ * 8-aligned, distinct, at least max(64, size) bytes apart.
+ */
 static void assert_copies_apart(void *pptr, size_t size)
 {
-	int nr = bpfmem_nr_cpus();
+	int nr = bpfmem_nr_cpus() + 1;
 	uintptr_t *addr = calloc(nr, sizeof(*addr));
 	size_t gap = size > 64 ? size : 64;
 
@@ -35,7 +38,7 @@ static void assert_copies_apart(void *pptr, size_t size)
 
 static void assert_copies_zero(void *pptr, size_t size)
 {
-	for (int cpu = 0; cpu < bpfmem_nr_cpus(); cpu++) {
+	for (int cpu = 0; cpu <= bpfmem_nr_cpus(); cpu++) {
 		const unsigned char *b = bpfmem_per_cpu_ptr(pptr, cpu);
 
 		for (size_t i = 0; i < size; i++)
@@ -76,6 +79,29 @@ static void test_percpu_copies_are_distinct_aligned_and_a_cache_line_apart(void 
 		bpf_mem_cache_free(&ma, p);
 		bpf_mem_alloc_destroy(&ma);
 	}
+}
+
+/* Threads that found every CPU taken use the shared CPU's copy: reachable
+ * as cpu == nr_cpus, so that a sum over all copies includes them. */
+static void test_shared_cpu_copy_is_reachable_as_cpu_nr_cpus(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	int nr = bpfmem_nr_cpus();
+	char *shared, *last;
+	void *p;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 200, true), 0);
+	p = bpf_mem_cache_alloc(&ma);
+	assert_non_null(p);
+	shared = bpfmem_per_cpu_ptr(*(void **)p, nr);
+	last = bpfmem_per_cpu_ptr(*(void **)p, nr - 1);
+	assert_non_null(shared);
+	assert_true(shared - last >= 200 || last - shared >= 200);
+	memset(shared, 0x77, 200);	/* ASan: the whole copy is there */
+	assert_int_equal(((unsigned char *)last)[0], 0);
+	assert_null(bpfmem_per_cpu_ptr(*(void **)p, nr + 1));
+	bpf_mem_cache_free(&ma, p);
+	bpf_mem_alloc_destroy(&ma);
 }
 
 static void test_fresh_percpu_copies_are_zeroed(void **state)
@@ -250,6 +276,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_percpu_object_first_word_is_the_percpu_pointer),
 		cmocka_unit_test(test_percpu_copies_are_distinct_aligned_and_a_cache_line_apart),
+		cmocka_unit_test(test_shared_cpu_copy_is_reachable_as_cpu_nr_cpus),
 		cmocka_unit_test(test_fresh_percpu_copies_are_zeroed),
 		cmocka_unit_test(test_reused_percpu_object_keeps_its_contents),
 		cmocka_unit_test(test_this_cpu_ptr_is_the_callers_copy),
