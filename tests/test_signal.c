@@ -435,10 +435,18 @@ static void fresh_handler(int sig)
 	errno = saved;
 }
 
+/* Starts with FRESH_SIG blocked and takes it only inside sigsuspend():
+ * the handler runs exactly once, at a known point, on a thread that has
+ * not touched the library. */
 static void *wait_for_go(void *arg)
 {
+	sigset_t mask;
+
 	(void)arg;
+	pthread_sigmask(SIG_BLOCK, NULL, &mask);
+	sigdelset(&mask, FRESH_SIG);
 	sem_post(&fresh_ready);
+	sigsuspend(&mask);
 	while (sem_wait(&fresh_go) && errno == EINTR)
 		;
 	return NULL;
@@ -447,6 +455,7 @@ static void *wait_for_go(void *arg)
 static void test_handler_on_thread_that_never_used_library_loses_no_free(void **state)
 {
 	struct sigaction sa = { .sa_handler = fresh_handler };
+	sigset_t fresh_set, old_set;
 	long outstanding = slab_outstanding();
 	int wrong_cpu = 0;
 
@@ -459,6 +468,8 @@ static void test_handler_on_thread_that_never_used_library_loses_no_free(void **
 	sem_init(&fresh_ready, 0, 0);
 	sem_init(&fresh_handled, 0, 0);
 	sem_init(&fresh_go, 0, 0);
+	sigemptyset(&fresh_set);
+	sigaddset(&fresh_set, FRESH_SIG);
 	assert_int_equal(init_kind(ANY_SIZE), 0);
 	for (unsigned int i = 0; i < FRESH_THREADS; i++) {
 		void *obj = handover_alloc_wait(i);
@@ -467,7 +478,9 @@ static void test_handler_on_thread_that_never_used_library_loses_no_free(void **
 		assert_non_null(obj);
 		stamp(obj_area(obj), HANDOVER_SIZE, HOLDER_LOOP, i);
 		atomic_store(&slot, obj);
+		pthread_sigmask(SIG_BLOCK, &fresh_set, &old_set);
 		assert_int_equal(pthread_create(&t, NULL, wait_for_go, NULL), 0);
+		pthread_sigmask(SIG_SETMASK, &old_set, NULL);
 		sem_wait(&fresh_ready);
 		assert_int_equal(pthread_kill(t, FRESH_SIG), 0);
 		sem_wait(&fresh_handled);
