@@ -38,7 +38,7 @@ const char *__tsan_default_options(void)
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define FORKS		5
 #else
-#define FORKS		20
+#define FORKS		12
 #endif
 #define WORKERS		2
 #define CHILD_OBJS	300
