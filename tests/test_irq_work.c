@@ -6,6 +6,8 @@
  */
 #include "helpers.h"
 
+#include <signal.h>
+
 static sem_t started, go;
 static _Atomic int runs, done;
 
@@ -131,6 +133,30 @@ static void test_flush_waits_for_every_queued_work(void **state)
 	}
 }
 
+static struct irq_work handler_work;
+
+static void raise_from_handler(int sig)
+{
+	irq_work_queue(&handler_work);
+}
+
+/* Raising is async-signal-safe: a handler that interrupted the thread queues it. */
+static void test_work_raised_from_a_signal_handler_runs(void **state)
+{
+	struct sigaction sa = { .sa_handler = raise_from_handler }, old;
+
+	atomic_store(&runs, 0);
+	init_irq_work(&handler_work, count_fn);
+	sigemptyset(&sa.sa_mask);
+	assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
+	for (int i = 1; i <= 20; i++) {
+		assert_int_equal(raise(SIGUSR1), 0);
+		irq_work_sync(&handler_work);
+		assert_int_equal(atomic_load(&runs), i);
+	}
+	assert_int_equal(sigaction(SIGUSR1, &old, NULL), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -139,6 +165,7 @@ int main(void)
 		cmocka_unit_test(test_sync_waits_for_the_running_work),
 		cmocka_unit_test(test_sync_of_an_idle_work_returns),
 		cmocka_unit_test(test_flush_waits_for_every_queued_work),
+		cmocka_unit_test(test_work_raised_from_a_signal_handler_runs),
 	};
 	const char *filter = getenv("T_FILTER");
 

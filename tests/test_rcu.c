@@ -6,6 +6,8 @@
  */
 #include "helpers.h"
 
+#include <signal.h>
+
 #include "kernel/rcu.h"
 
 #define ROUNDS 25
@@ -149,6 +151,56 @@ static void test_trace_reader_holds_rcu_gp_only_with_the_same_flavor(void **stat
 	}
 }
 
+/* A reader inside a signal handler; sem_post is async-signal-safe, sem_wait
+ * is not, so the handler spins on `go`. */
+static struct {
+	sem_t inside;
+	_Atomic int go, released;
+} sig_reader;
+
+static void reader_handler(int sig)
+{
+	bpfmem_rcu_read_lock();
+	sem_post(&sig_reader.inside);
+	while (!atomic_load(&sig_reader.go))
+		;
+	atomic_store(&sig_reader.released, 1);
+	bpfmem_rcu_read_unlock();
+}
+
+static void *thread_reading_in_handler(void *arg)
+{
+	/* process context first: registers the thread with every RCU flavor */
+	if (bpfmem_thread_attach(9, 0))
+		return NULL;
+	raise(SIGUSR1);
+	bpfmem_thread_detach();
+	return NULL;
+}
+
+static void test_synchronize_rcu_waits_for_a_reader_in_a_signal_handler(void **state)
+{
+	struct sigaction sa = { .sa_handler = reader_handler }, old;
+
+	sigemptyset(&sa.sa_mask);
+	assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
+	for (int i = 0; i < ROUNDS; i++) {
+		pthread_t t;
+
+		sem_init(&sig_reader.inside, 0, 0);
+		atomic_store(&sig_reader.go, 0);
+		atomic_store(&sig_reader.released, 0);
+		assert_int_equal(pthread_create(&t, NULL, thread_reading_in_handler, NULL), 0);
+		sem_wait(&sig_reader.inside);
+		atomic_store(&sig_reader.go, 1);
+		bpfmem_synchronize_rcu();
+		assert_int_equal(atomic_load(&sig_reader.released), 1);
+		assert_int_equal(pthread_join(t, NULL), 0);
+		sem_destroy(&sig_reader.inside);
+	}
+	assert_int_equal(sigaction(SIGUSR1, &old, NULL), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -156,6 +208,7 @@ int main(void)
 		cmocka_unit_test(test_synchronize_rcu_trace_waits_for_a_trace_reader_inside),
 		cmocka_unit_test(test_nested_rcu_reader_stays_inside_until_outermost_unlock),
 		cmocka_unit_test(test_nested_trace_reader_stays_inside_until_outermost_unlock),
+		cmocka_unit_test(test_synchronize_rcu_waits_for_a_reader_in_a_signal_handler),
 		cmocka_unit_test(test_synchronize_without_readers_returns),
 		cmocka_unit_test(test_trace_implies_rcu_gp_only_with_the_same_flavor),
 		cmocka_unit_test(test_trace_reader_holds_rcu_gp_only_with_the_same_flavor),
