@@ -148,12 +148,6 @@ static void mailbox_put(struct llist_head *box, struct llist_node *chain)
 	atomic_store_explicit(&box->first, chain, memory_order_release);
 }
 
-/* A box with more than one consumer. */
-static struct llist_node *mailbox_take_shared(struct llist_head *box)
-{
-	return llist_del_all(box);
-}
-
 /*
  * The per-cache critical section.  Owned CPUs: the `active` counter, as in
  * the kernel.  The shared CPU: a spinlock between threads, plus a per-thread
@@ -398,7 +392,7 @@ static struct bpf_mem_cache *origin_hint(struct bpf_mem_cache *c)
  * tasks-trace path (the kernel's free_bulk). */
 static void free_bulk(struct bpf_mem_cache *c)
 {
-	struct llist_node *trimmed = mailbox_take_shared(&c->trim_llist);
+	struct llist_node *trimmed = llist_del_all(&c->trim_llist);
 	struct llist_node *extra = llist_del_all(&c->free_llist_extra);
 
 	if (extra) {
@@ -505,7 +499,7 @@ static void take_mailboxes(struct bpf_mem_cache *c)
 	}
 	if (c->free_llist.first)
 		return;
-	batch = mailbox_take_shared(&c->trim_llist);
+	batch = llist_del_all(&c->trim_llist);
 	if (batch) {
 		c->free_llist.first = batch;
 		free_cnt_add(c, (int)llist_count(batch));
@@ -1012,8 +1006,8 @@ static void drain_mem_cache(struct bpf_mem_cache *c)
 	free_all(c, waiting_ttrace);
 	free_all(c, __llist_del_all(&c->free_llist));
 	atomic_store_explicit(&c->free_cnt, 0, memory_order_relaxed);
-	free_all(c, mailbox_take_shared(&c->refill_llist));
-	free_all(c, mailbox_take_shared(&c->trim_llist));
+	free_all(c, llist_del_all(&c->refill_llist));
+	free_all(c, llist_del_all(&c->trim_llist));
 	free_all(c, llist_del_all(&c->free_llist_extra));
 	free_all(c, llist_del_all(&c->free_by_rcu));
 	/* a callback may be moving this list right now; it sees `draining` */
