@@ -25,6 +25,8 @@
 #include <bpfmem.h>
 #include "kernel/cpu.h"
 #include "kernel/irq_work.h"
+#include "kernel/percpu.h"
+#include "memalloc.h"
 #include "kernel/slab.h"
 
 #define STORM_SIG	SIGRTMIN
@@ -84,7 +86,7 @@ static void unstamp(void *area, size_t size, uint64_t holder)
 
 /* ---- the allocator under test, one of three kinds ---- */
 
-enum kind { ANY_SIZE, FIXED_SIZE_KIND, PER_CPU };
+enum kind { ANY_SIZE, FIXED_SIZE_KIND, PER_CPU, PER_CPU_ANY_SIZE };
 
 static struct bpf_mem_alloc ma;
 static enum kind kind;
@@ -102,6 +104,8 @@ static void *obj_alloc(unsigned int i)
 {
 	if (kind == ANY_SIZE)
 		return bpf_mem_alloc(&ma, obj_size(i));
+	if (kind == PER_CPU_ANY_SIZE)
+		return bpf_mem_alloc(&ma, FIXED_SIZE);
 	if (i & 1)
 		return bpf_mem_cache_alloc_flags(&ma, BPFMEM_GFP_NOWAIT);
 	return bpf_mem_cache_alloc(&ma);
@@ -130,7 +134,7 @@ static void obj_free(void *obj, unsigned int i)
 {
 	bool rcu = i & 1;
 
-	if (kind == ANY_SIZE)
+	if (kind == ANY_SIZE || kind == PER_CPU_ANY_SIZE)
 		rcu ? bpf_mem_free_rcu(&ma, obj) : bpf_mem_free(&ma, obj);
 	else
 		rcu ? bpf_mem_cache_free_rcu(&ma, obj) : bpf_mem_cache_free(&ma, obj);
@@ -139,7 +143,7 @@ static void obj_free(void *obj, unsigned int i)
 /* Where the stamp goes: the object, or this CPU's copy of a per-CPU one. */
 static void *obj_area(void *obj)
 {
-	if (kind == PER_CPU)
+	if (kind == PER_CPU || kind == PER_CPU_ANY_SIZE)
 		return bpfmem_this_cpu_ptr(*(void **)obj);
 	return obj;
 }
@@ -149,6 +153,9 @@ static int init_kind(enum kind k)
 	kind = k;
 	if (k == ANY_SIZE)
 		return bpf_mem_alloc_init(&ma, 0, false);
+	if (k == PER_CPU_ANY_SIZE)
+		return bpf_mem_alloc_percpu_init(&ma, NULL) ?:
+		       bpf_mem_alloc_percpu_unit_init(&ma, FIXED_SIZE);
 	return bpf_mem_alloc_init(&ma, FIXED_SIZE, k == PER_CPU);
 }
 
@@ -159,8 +166,21 @@ static int init_kind(enum kind k)
 static volatile sig_atomic_t in_lib;
 static volatile sig_atomic_t armed;
 static _Atomic(void *) slot;		/* loop -> handler hand-over */
-static _Atomic long runs, reentered, handler_nulls, handed_over;
+static _Atomic long runs, reentered, handler_nulls, handed_over, in_section;
 static unsigned int handler_seq;	/* only the handler touches it */
+
+/* The fixed-size caches' `active` guard is held: the handler interrupted
+ * an allocation or free between its entry and exit. */
+static bool interrupted_critical_section(void)
+{
+	int cpu = bpfmem_this_cpu;
+
+	if (kind != FIXED_SIZE_KIND && kind != PER_CPU)
+		return false;
+	if (cpu < 0)
+		return false;
+	return ((struct bpf_mem_cache *)per_cpu_ptr(ma.cache, cpu))->active.counter != 0;
+}
 
 static void storm_handler(int sig)
 {
@@ -174,6 +194,8 @@ static void storm_handler(int sig)
 	atomic_fetch_add(&runs, 1);
 	if (in_lib)
 		atomic_fetch_add(&reentered, 1);
+	if (interrupted_critical_section())
+		atomic_fetch_add(&in_section, 1);
 
 	obj = obj_alloc(i);
 	if (obj) {
@@ -211,6 +233,7 @@ static void reset_counters(void)
 	atomic_store(&reentered, 0);
 	atomic_store(&handler_nulls, 0);
 	atomic_store(&handed_over, 0);
+	atomic_store(&in_section, 0);
 	atomic_store(&slot, NULL);
 }
 
@@ -312,10 +335,14 @@ static void churn_under_storm(enum kind k)
 	}
 	bpf_mem_alloc_destroy(&ma);
 
-	print_message("%ld handler runs, %ld inside the library, %ld NULL, %ld handed over\n",
-		      atomic_load(&runs), atomic_load(&reentered), atomic_load(&handler_nulls),
+	print_message("%ld handler runs, %ld inside the library (%ld inside `active`), "
+		      "%ld NULL, %ld handed over\n", atomic_load(&runs), atomic_load(&reentered),
+		      atomic_load(&in_section), atomic_load(&handler_nulls),
 		      atomic_load(&handed_over));
 	assert_true(atomic_load(&reentered) > 0);
+	/* and some landed between the `active` guard's entry and exit */
+	if (k == FIXED_SIZE_KIND || k == PER_CPU)
+		assert_true(atomic_load(&in_section) > 0);
 	assert_true(atomic_load(&handed_over) > 0);
 	assert_int_equal(atomic_load(&double_handouts), 0);
 	assert_int_equal(atomic_load(&corrupted), 0);
@@ -340,6 +367,12 @@ static void test_per_cpu_alloc_and_free_work_in_handler_interrupting_library(voi
 {
 	(void)state;
 	churn_under_storm(PER_CPU);
+}
+
+static void test_per_cpu_any_size_alloc_and_free_work_in_handler_interrupting_library(void **state)
+{
+	(void)state;
+	churn_under_storm(PER_CPU_ANY_SIZE);
 }
 
 /* ---- handlers that interrupt the first-use attach ---- */
@@ -572,6 +605,7 @@ int main(void)
 		cmocka_unit_test(test_any_size_alloc_and_free_work_in_handler_interrupting_library),
 		cmocka_unit_test(test_fixed_size_alloc_and_free_work_in_handler_interrupting_library),
 		cmocka_unit_test(test_per_cpu_alloc_and_free_work_in_handler_interrupting_library),
+		cmocka_unit_test(test_per_cpu_any_size_alloc_and_free_work_in_handler_interrupting_library),
 		cmocka_unit_test(test_handler_interrupting_first_use_attach_leaves_no_cpu_owned),
 		cmocka_unit_test(test_handler_on_thread_that_never_used_library_loses_no_free),
 		cmocka_unit_test(test_handler_after_thread_exit_hook_frees_without_owning_a_cpu),
