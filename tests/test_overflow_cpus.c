@@ -17,7 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -64,7 +67,20 @@ static void check_and_unstamp(void *obj, size_t size, uint64_t tag)
 	if (atomic_load((_Atomic uint64_t *)obj) != tag ||
 	    *(uint64_t *)((char *)obj + size - 8) != tag)
 		atomic_fetch_add(&corrupted, 1);
+	/* no LIVE tag may outlive the object: the backend may hand its memory
+	 * out again at another offset */
+	*(uint64_t *)((char *)obj + size - 8) = 0;
 	atomic_store((_Atomic uint64_t *)obj, FREED_TAG);
+}
+
+/* For objects whose tag the checker does not know: any LIVE tag will do. */
+static void check_live_and_unstamp(void *obj, size_t size)
+{
+	uint64_t tag = atomic_load((_Atomic uint64_t *)obj);
+
+	if ((tag & TAG_MASK) != LIVE_TAG)
+		atomic_fetch_add(&corrupted, 1);
+	check_and_unstamp(obj, size, tag);
 }
 
 /* ---- common ---- */
@@ -289,6 +305,172 @@ static void test_overflow_threads_never_get_null_while_shared_cache_has_objects(
 	assert_int_equal(atomic_load(&warnings), 0);
 }
 
+/* ---- signal handlers on overflow threads ---- */
+
+/*
+ * The shared CPU is serialised by a lock between threads; a handler that
+ * interrupts its own thread inside that lock must see re-entry (alloc NULL,
+ * free parked) rather than wait for itself.  Overflow threads churn with a
+ * 20 kHz timer on each; their handlers allocate, free and take objects the
+ * interrupted loop hands over.
+ */
+#define STORM_SIG	SIGRTMIN
+#define STORM_NS	50000
+/* ThreadSanitizer slows every call and every signal delivery by far more */
+#if defined(__SANITIZE_THREAD__)
+#define STORM_ITERS	50000
+#else
+#define STORM_ITERS	1000000
+#endif
+#define STORM_THREADS	4	/* two own the CPUs, two overflow */
+#define HANDOVER_SIZE	56
+
+static struct bpf_mem_alloc storm_ma;
+static __thread _Atomic(void *) handover;
+static __thread volatile sig_atomic_t in_lib;
+static __thread unsigned int handler_seq;
+static _Atomic long handler_runs, handler_reentered, handed_over;
+
+static void storm_handler(int sig)
+{
+	int saved = errno;
+	unsigned int i = handler_seq++;
+	size_t size = sizes[i % (sizeof(sizes) / sizeof(sizes[0]))];
+	void *obj;
+
+	(void)sig;
+	atomic_fetch_add(&handler_runs, 1);
+	if (in_lib)
+		atomic_fetch_add(&handler_reentered, 1);
+	obj = bpf_mem_alloc(&storm_ma, size);
+	if (obj) {
+		stamp(obj, size, 0xff, i);
+		check_live_and_unstamp(obj, size);
+		bpf_mem_free(&storm_ma, obj);
+	}
+	obj = atomic_exchange(&handover, NULL);
+	if (obj) {
+		check_live_and_unstamp(obj, HANDOVER_SIZE);
+		if (i & 1)
+			bpf_mem_free_rcu(&storm_ma, obj);
+		else
+			bpf_mem_free(&storm_ma, obj);
+		atomic_fetch_add(&handed_over, 1);
+	}
+	errno = saved;
+}
+
+struct stormer {
+	pthread_barrier_t *go, *done;
+	int cpu;		/* owners: the CPU to attach; others: where they ended up */
+	int ret;
+};
+
+static void *own_cpu_until_done(void *arg)
+{
+	struct stormer *st = arg;
+
+	st->ret = bpfmem_thread_attach(st->cpu, 0);
+	pthread_barrier_wait(st->go);
+	pthread_barrier_wait(st->done);
+	return NULL;
+}
+
+#define FLAGGED(stmt) do {					\
+		in_lib = 1;					\
+		atomic_signal_fence(memory_order_seq_cst);	\
+		stmt;						\
+		atomic_signal_fence(memory_order_seq_cst);	\
+		in_lib = 0;					\
+	} while (0)
+
+static void *churn_under_storm(void *arg)
+{
+	struct stormer *st = arg;
+	struct sigevent sev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = STORM_SIG };
+	struct itimerspec its = {
+		.it_interval = { .tv_nsec = STORM_NS },
+		.it_value = { .tv_nsec = STORM_NS },
+	};
+	sigset_t set;
+	timer_t timer;
+	void *obj, *old;
+
+	pthread_barrier_wait(st->go);
+	sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+	st->ret = timer_create(CLOCK_MONOTONIC, &sev, &timer) ||
+		  timer_settime(timer, 0, &its, NULL);
+	for (unsigned int i = 0; i < STORM_ITERS && !st->ret; i++) {
+		FLAGGED(obj = bpf_mem_alloc(&storm_ma, HANDOVER_SIZE));
+		if (obj) {
+			stamp(obj, HANDOVER_SIZE, (unsigned int)st->cpu, i);
+			old = atomic_exchange(&handover, obj);
+			if (old) {
+				check_live_and_unstamp(old, HANDOVER_SIZE);
+				FLAGGED(bpf_mem_free(&storm_ma, old));
+			}
+		}
+	}
+	st->cpu = bpfmem_current_cpu();
+	/* no handler may run once the hand-over slot is emptied */
+	sigemptyset(&set);
+	sigaddset(&set, STORM_SIG);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (!st->ret)
+		timer_delete(timer);
+	obj = atomic_exchange(&handover, NULL);
+	if (obj) {
+		check_live_and_unstamp(obj, HANDOVER_SIZE);
+		bpf_mem_free(&storm_ma, obj);
+	}
+	pthread_barrier_wait(st->done);
+	return NULL;
+}
+
+static void test_handlers_on_overflow_threads_reenter_shared_path_safely(void **state)
+{
+	struct sigaction sa = { .sa_handler = storm_handler };
+	struct stormer st[STORM_THREADS];
+	pthread_barrier_t go, done;
+	pthread_t t[STORM_THREADS];
+	long outstanding = slab_outstanding();
+
+	(void)state;
+	sigemptyset(&sa.sa_mask);
+	assert_int_equal(sigaction(STORM_SIG, &sa, NULL), 0);
+	atomic_store(&handler_runs, 0);
+	atomic_store(&handler_reentered, 0);
+	atomic_store(&handed_over, 0);
+	assert_int_equal(bpf_mem_alloc_init(&storm_ma, 0, false), 0);
+	pthread_barrier_init(&go, NULL, STORM_THREADS);
+	pthread_barrier_init(&done, NULL, STORM_THREADS);
+	for (int i = 0; i < STORM_THREADS; i++) {
+		st[i] = (struct stormer){ .go = &go, .done = &done, .cpu = i };
+		assert_int_equal(pthread_create(&t[i], NULL,
+						i < 2 ? own_cpu_until_done : churn_under_storm,
+						&st[i]), 0);
+	}
+	for (int i = 0; i < STORM_THREADS; i++)
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+	pthread_barrier_destroy(&go);
+	pthread_barrier_destroy(&done);
+	bpf_mem_alloc_destroy(&storm_ma);
+
+	print_message("%ld handler runs, %ld inside the library, %ld handed over\n",
+		      atomic_load(&handler_runs), atomic_load(&handler_reentered),
+		      atomic_load(&handed_over));
+	for (int i = 0; i < STORM_THREADS; i++)
+		assert_int_equal(st[i].ret, 0);
+	assert_int_equal(st[2].cpu, -1);	/* both churners overflowed */
+	assert_int_equal(st[3].cpu, -1);
+	assert_true(atomic_load(&handler_reentered) > 0);
+	assert_true(atomic_load(&handed_over) > 0);
+	assert_int_equal(atomic_load(&double_handouts), 0);
+	assert_int_equal(atomic_load(&corrupted), 0);
+	assert_int_equal(slab_outstanding(), outstanding);
+	assert_int_equal(atomic_load(&warnings), 0);
+}
+
 /* ---- BPFMEM_NR_CPUS parsing, in a fresh process each ---- */
 
 struct child_out {
@@ -378,12 +560,25 @@ static void test_valid_nr_cpus_is_used_without_warning(void **state)
 	assert_string_equal(co.err, "");
 }
 
+/* A thread waiting for itself on the shared CPU would hang the binary:
+ * fail it instead of waiting for the ctest timeout. */
+static void watchdog(int sig)
+{
+	static const char msg[] = "test_overflow_cpus: watchdog: no progress (deadlock?)\n";
+	ssize_t ignored = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+
+	(void)sig;
+	(void)ignored;
+	_exit(2);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_nr_cpus_comes_from_environment),
 		cmocka_unit_test(test_more_threads_than_cpus_all_allocate_through_shared_path),
 		cmocka_unit_test(test_overflow_threads_never_get_null_while_shared_cache_has_objects),
+		cmocka_unit_test(test_handlers_on_overflow_threads_reenter_shared_path_safely),
 		cmocka_unit_test(test_invalid_nr_cpus_falls_back_to_default_with_warning),
 		cmocka_unit_test(test_valid_nr_cpus_is_used_without_warning),
 	};
@@ -399,5 +594,7 @@ int main(int argc, char **argv)
 		execv("/proc/self/exe", argv);
 		return 1;
 	}
+	signal(SIGALRM, watchdog);
+	alarm(90);
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
