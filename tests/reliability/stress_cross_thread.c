@@ -40,7 +40,7 @@ struct pair {
 	int cpu_p, cpu_c;
 	unsigned int flags;
 	unsigned long allocs, nulls, frees, rcu_frees, bad;
-	int err;
+	int err_p, err_c;	/* attach failures of producer and consumer */
 };
 
 static struct pair pairs[NR_PAIRS];
@@ -54,8 +54,8 @@ static void *producer_main(void *arg)
 	uint64_t serial = (uint64_t)(pr - pairs) << 48;
 
 	if (pr->cpu_p >= 0)
-		pr->err = bpfmem_thread_attach(pr->cpu_p, pr->flags);
-	for (unsigned long n = 0; !pr->err && !atomic_load_explicit(&stop, memory_order_relaxed); n++) {
+		pr->err_p = bpfmem_thread_attach(pr->cpu_p, pr->flags);
+	for (unsigned long n = 0; !pr->err_p && !atomic_load_explicit(&stop, memory_order_relaxed); n++) {
 		unsigned long h = atomic_load_explicit(&r->head, memory_order_relaxed);
 		size_t sz = rel_class_req[n % 11] - (n % 3) * 8;
 		void *p;
@@ -83,13 +83,13 @@ static void *consumer_main(void *arg)
 	struct ring *r = &pr->ring;
 
 	if (pr->cpu_c >= 0)
-		pr->err = bpfmem_thread_attach(pr->cpu_c, pr->flags);
+		pr->err_c = bpfmem_thread_attach(pr->cpu_c, pr->flags);
 	for (;;) {
 		unsigned long t = atomic_load_explicit(&r->tail, memory_order_relaxed);
 		void *p;
 
 		if (t == atomic_load_explicit(&r->head, memory_order_acquire)) {
-			if (pr->err)
+			if (pr->err_c)
 				break;
 			/* re-read head after `drained`: the last push may have landed since */
 			if (atomic_load(&drained) &&
@@ -153,7 +153,8 @@ static void run_flow(const char *name, bool attach, unsigned int flags, double s
 	atomic_store(&drained, true);
 	for (int i = 0; i < NR_PAIRS; i++) {
 		assert_int_equal(pthread_join(pairs[i].consumer, NULL), 0);
-		assert_int_equal(pairs[i].err, 0);
+		assert_int_equal(pairs[i].err_p, 0);
+		assert_int_equal(pairs[i].err_c, 0);
 		allocs += pairs[i].allocs;
 		frees += pairs[i].frees;
 		rcu_frees += pairs[i].rcu_frees;
