@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: MIT
+/* SPDX-License-Identifier: MIT */
 /*
  * Virtual CPUs: how many there are, implicit and explicit attach, ownership,
  * pinning, release at detach and thread exit, and the objects cached on a

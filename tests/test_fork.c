@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: MIT
+/* SPDX-License-Identifier: MIT */
 /*
  * fork() while other threads allocate, free and free with RCU: the child
  * uses what it inherited, creates new allocators and waits for RCU; the
@@ -142,7 +142,8 @@ static int setup(void **state)
 	atomic_store(&stop, false);
 	atomic_store(&corrupted, 0);
 	bpfmem_set_warn_handler(count_warning, NULL);
-	if (bpf_mem_alloc_init(&any_ma, 0, false) || bpf_mem_alloc_init(&fixed_ma, FIXED_SIZE, false))
+	if (bpf_mem_alloc_init(&any_ma, 0, false) ||
+	    bpf_mem_alloc_init(&fixed_ma, FIXED_SIZE, false))
 		return -1;
 	for (uintptr_t i = 0; i < WORKERS; i++)
 		if (pthread_create(&workers[i], NULL, churn, (void *)i))
@@ -301,7 +302,8 @@ static void fork_and_check(int (*body)(void))
 		assert_int_equal(WEXITSTATUS(status), CHILD_OK);
 	}
 	if (tsan_stopped)
-		print_message("%d of %d children stopped by ThreadSanitizer\n", tsan_stopped, FORKS);
+		print_message("%d of %d children stopped by ThreadSanitizer\n",
+			      tsan_stopped, FORKS);
 }
 
 static void test_child_uses_inherited_allocators_while_parent_threads_churn(void **state)

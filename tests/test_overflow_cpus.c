@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: MIT
+/* SPDX-License-Identifier: MIT */
 /*
  * More live threads than virtual CPUs (BPFMEM_NR_CPUS=2): the overflow
  * threads allocate and free through the shared path, nothing is handed out
@@ -577,7 +577,8 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_nr_cpus_comes_from_environment),
 		cmocka_unit_test(test_more_threads_than_cpus_all_allocate_through_shared_path),
-		cmocka_unit_test(test_overflow_threads_never_get_null_while_shared_cache_has_objects),
+		cmocka_unit_test(
+			test_overflow_threads_never_get_null_while_shared_cache_has_objects),
 		cmocka_unit_test(test_handlers_on_overflow_threads_reenter_shared_path_safely),
 		cmocka_unit_test(test_invalid_nr_cpus_falls_back_to_default_with_warning),
 		cmocka_unit_test(test_valid_nr_cpus_is_used_without_warning),

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: MIT
+/* SPDX-License-Identifier: MIT */
 /*
  * Allocation and free from signal handlers: handlers that interrupt the
  * same thread inside the library (driven by a high-rate per-thread timer),
@@ -603,9 +603,11 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_any_size_alloc_and_free_work_in_handler_interrupting_library),
-		cmocka_unit_test(test_fixed_size_alloc_and_free_work_in_handler_interrupting_library),
+		cmocka_unit_test(
+			test_fixed_size_alloc_and_free_work_in_handler_interrupting_library),
 		cmocka_unit_test(test_per_cpu_alloc_and_free_work_in_handler_interrupting_library),
-		cmocka_unit_test(test_per_cpu_any_size_alloc_and_free_work_in_handler_interrupting_library),
+		cmocka_unit_test(
+			test_per_cpu_any_size_alloc_and_free_work_in_handler_interrupting_library),
 		cmocka_unit_test(test_handler_interrupting_first_use_attach_leaves_no_cpu_owned),
 		cmocka_unit_test(test_handler_on_thread_that_never_used_library_loses_no_free),
 		cmocka_unit_test(test_handler_after_thread_exit_hook_frees_without_owning_a_cpu),

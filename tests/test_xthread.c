@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: MIT
+/* SPDX-License-Identifier: MIT */
 /*
  * Objects that cross virtual CPUs: allocated on one, freed on another
  * (plainly or with RCU while readers look at them), and trimmed objects
@@ -252,16 +252,20 @@ static void *rcu_read(void *arg)
 	while (!atomic_load(&x->done)) {
 		bpfmem_rcu_read_lock();
 		for (int i = 0; i < RCU_SLOTS; i++) {
-			struct rcu_obj *obj = atomic_load_explicit(&x->slot[i], memory_order_acquire);
+			struct rcu_obj *obj;
 			uint64_t seq;
 
+			obj = atomic_load_explicit(&x->slot[i], memory_order_acquire);
 			if (!obj)
 				continue;
 			seq = atomic_load_explicit(&obj->seq, memory_order_relaxed);
 			/* stay on it while the consumer frees it */
 			for (int s = 0; s < READ_SPINS; s++) {
-				if (atomic_load_explicit(&obj->magic, memory_order_relaxed) != LIVE_MAGIC ||
-				    atomic_load_explicit(&obj->seq, memory_order_relaxed) != seq)
+				uint64_t m, q;
+
+				m = atomic_load_explicit(&obj->magic, memory_order_relaxed);
+				q = atomic_load_explicit(&obj->seq, memory_order_relaxed);
+				if (m != LIVE_MAGIC || q != seq)
 					atomic_fetch_add(&x->changed_under_reader, 1);
 			}
 			atomic_fetch_add_explicit(&x->reads, 1, memory_order_relaxed);
@@ -539,7 +543,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_objects_freed_on_another_cpu_are_all_accounted_for),
 		cmocka_unit_test(test_free_rcu_on_another_cpu_never_reuses_objects_readers_hold),
-		cmocka_unit_test(test_objects_trimmed_on_another_cpu_are_recycled_by_their_origin_cache),
+		cmocka_unit_test(
+			test_objects_trimmed_on_another_cpu_are_recycled_by_their_origin_cache),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
