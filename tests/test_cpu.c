@@ -328,6 +328,83 @@ static void test_exited_owner_releases_cpu_to_another_thread(void **state)
 	assert_int_equal(next.current, 7);
 }
 
+struct move_req {
+	int ret_first, ret_again, ret_move;
+	int current_after_again, current_after_move;
+	bool first_in_use_after_move;
+};
+
+static void *attach_twice_then_move(void *arg)
+{
+	struct move_req *m = arg;
+
+	m->ret_first = bpfmem_thread_attach(8, 0);
+	m->ret_again = bpfmem_thread_attach(8, 0);
+	m->current_after_again = bpfmem_current_cpu();
+	m->ret_move = bpfmem_thread_attach(9, 0);
+	m->current_after_move = bpfmem_current_cpu();
+	m->first_in_use_after_move = cpu_in_use(8);
+	return NULL;
+}
+
+static void test_attach_to_own_cpu_again_succeeds(void **state)
+{
+	struct move_req m = { 0 };
+
+	(void)state;
+	run_thread(attach_twice_then_move, &m);
+	assert_int_equal(m.ret_first, 0);
+	assert_int_equal(m.ret_again, 0);
+	assert_int_equal(m.current_after_again, 8);
+}
+
+static void test_attach_to_another_cpu_releases_the_previous_one(void **state)
+{
+	struct move_req m = { 0 };
+
+	(void)state;
+	run_thread(attach_twice_then_move, &m);
+	assert_int_equal(m.ret_move, 0);
+	assert_int_equal(m.current_after_move, 9);
+	assert_false(m.first_in_use_after_move);
+	assert_false(cpu_in_use(9));	/* and the exit released the new one */
+}
+
+struct this_cpu_req {
+	void *pptr;
+	int before, after;
+	void *mine;
+};
+
+static void *this_cpu_ptr_first(void *arg)
+{
+	struct this_cpu_req *r = arg;
+
+	r->before = bpfmem_current_cpu();
+	r->mine = bpfmem_this_cpu_ptr(r->pptr);
+	r->after = bpfmem_current_cpu();
+	return NULL;
+}
+
+static void test_this_cpu_ptr_attaches_and_returns_that_cpus_copy(void **state)
+{
+	struct bpf_mem_alloc ma = { 0 };
+	struct this_cpu_req r = { 0 };
+	void *obj;
+
+	(void)state;
+	assert_int_equal(bpf_mem_alloc_init(&ma, OBJ_SIZE, true), 0);
+	obj = cache_alloc_wait(&ma);
+	assert_non_null(obj);
+	r.pptr = *(void **)obj;
+	run_thread(this_cpu_ptr_first, &r);
+	assert_int_equal(r.before, -1);
+	assert_in_range(r.after, 0, bpfmem_nr_cpus() - 1);
+	assert_ptr_equal(r.mine, bpfmem_per_cpu_ptr(r.pptr, r.after));
+	bpf_mem_cache_free(&ma, obj);
+	bpf_mem_alloc_destroy(&ma);
+}
+
 struct pin_req {
 	int cpu;
 	int ret;
@@ -553,6 +630,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_attach_rejects_out_of_range_cpu_and_unknown_flags),
 		cmocka_unit_test(test_detached_cpu_can_be_attached_by_another_thread),
 		cmocka_unit_test(test_exited_owner_releases_cpu_to_another_thread),
+		cmocka_unit_test(test_attach_to_own_cpu_again_succeeds),
+		cmocka_unit_test(test_attach_to_another_cpu_releases_the_previous_one),
+		cmocka_unit_test(test_this_cpu_ptr_attaches_and_returns_that_cpus_copy),
 		cmocka_unit_test(test_attach_pin_sets_affinity_to_exactly_cpu_mod_online),
 		cmocka_unit_test(test_concurrently_live_threads_hold_distinct_cpus),
 		cmocka_unit_test(test_objects_cached_on_cpu_go_to_its_next_owner_after_exit),
