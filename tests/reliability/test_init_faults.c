@@ -127,7 +127,7 @@ static void test_init_returns_emfile_when_eventfd_fails_and_works_after(void **s
 	(void)state;
 	in_child("eventfd", res);
 	rel_report("init_fault_eventfd", "faults=eventfd_EMFILE_at_first_init inits_failed=3 "
-		   "result=%ld,%ld,%ld then %ld", res[0], res[1], res[2], res[5]);
+		   "results_with_fault=%ld,%ld,%ld result_after=%ld", res[0], res[1], res[2], res[5]);
 	assert_int_equal(res[0], -EMFILE);
 	assert_int_equal(res[1], -EMFILE);
 	assert_int_equal(res[2], -EMFILE);
@@ -162,7 +162,7 @@ static void test_init_returns_eagain_when_thread_creation_fails_and_works_after(
 	(void)state;
 	in_child("thread", res);
 	rel_report("init_fault_thread", "faults=pthread_create_EAGAIN_at_first_init inits_failed=2 "
-		   "result=%ld,%ld then %ld", res[0], res[1], res[4]);
+		   "results_with_fault=%ld,%ld result_after=%ld", res[0], res[1], res[4]);
 	assert_int_equal(res[0], -EAGAIN);
 	assert_int_equal(res[1], -EAGAIN);
 	assert_int_equal(res[2], 2);	/* every init retried the refill thread */
