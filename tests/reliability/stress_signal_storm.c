@@ -195,12 +195,13 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static void run_storm(const char *name, int nr_workers, double seconds)
+static void run_storm(const char *name, int nr_workers, double seconds, unsigned long fail_every)
 {
 	struct sigaction sa = { .sa_handler = storm_handler };
 	struct slab_stats before, after;
 	unsigned long allocs = 0, frees = 0, live = 0, bad = 0, nulls = 0, signals = 0, stolen = 0;
 	unsigned long overruns = 0;
+	long faults;
 	double min_rate = 1e18, secs = 0;
 
 	rel_count_warnings();
@@ -214,6 +215,7 @@ static void run_storm(const char *name, int nr_workers, double seconds)
 
 	memset(workers, 0, sizeof(workers));
 	atomic_store(&stop, false);
+	slab_fail_every(fail_every);
 	for (int i = 0; i < nr_workers; i++) {
 		workers[i].idx = i;
 		workers[i].pin = i == 0 || i == 1;
@@ -227,6 +229,9 @@ static void run_storm(const char *name, int nr_workers, double seconds)
 	atomic_store(&stop, true);
 	for (int i = 0; i < nr_workers; i++)
 		assert_int_equal(pthread_join(workers[i].thread, NULL), 0);
+	slab_fail_every(0);
+	slab_get_stats(&after);
+	faults = after.failed - before.failed;
 
 	for (int i = 0; i < nr_workers; i++) {
 		struct worker *w = &workers[i];
@@ -257,11 +262,12 @@ static void run_storm(const char *name, int nr_workers, double seconds)
 	secs /= nr_workers;
 	rel_report(name, "threads=%d timer_hz_per_thread=%d signals=%lu signals_per_s=%.0f "
 		   "min_thread_signals_per_s=%.0f timer_overruns=%lu ops=%lu nulls=%lu "
-		   "stolen_from_loop=%lu live_at_stop=%lu seconds=%.1f bad=%lu",
+		   "stolen_from_loop=%lu live_at_stop=%lu backend_faults=%ld seconds=%.1f bad=%lu",
 		   nr_workers, (int)(1000000000 / TIMER_NS), signals, signals / secs, min_rate,
-		   overruns, allocs + frees, nulls, stolen, live, secs, bad);
+		   overruns, allocs + frees, nulls, stolen, live, faults, secs, bad);
 	assert_int_equal(bad, 0);
 	assert_true(stolen > 0);
+	assert_true(fail_every ? faults > 0 : faults == 0);
 
 	bpf_mem_alloc_destroy(&any_ma);
 	bpf_mem_alloc_destroy(&fixed_ma);
@@ -277,7 +283,7 @@ static void run_storm(const char *name, int nr_workers, double seconds)
 static void test_signal_storm_pinned_workers_account_for_every_object(void **state)
 {
 	(void)state;
-	run_storm("signal_storm_pinned", 2, rel_seconds(2));
+	run_storm("signal_storm_pinned", 2, rel_seconds(2), 0);
 }
 
 /* More workers than cores, one of them never attached: the handler also
@@ -285,7 +291,15 @@ static void test_signal_storm_pinned_workers_account_for_every_object(void **sta
 static void test_signal_storm_oversubscribed_accounts_for_every_object(void **state)
 {
 	(void)state;
-	run_storm("signal_storm_oversubscribed", NR_WORKERS, rel_seconds(2));
+	run_storm("signal_storm_oversubscribed", NR_WORKERS, rel_seconds(2), 0);
+}
+
+/* The same with every 3rd backend allocation failing: NULLs, never a lost
+ * or doubled object, and the backend still gets everything back. */
+static void test_signal_storm_with_backend_faults_accounts_for_every_object(void **state)
+{
+	(void)state;
+	run_storm("signal_storm_backend_faults", NR_WORKERS, rel_seconds(2), 3);
 }
 
 int main(void)
@@ -293,6 +307,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_signal_storm_pinned_workers_account_for_every_object),
 		cmocka_unit_test(test_signal_storm_oversubscribed_accounts_for_every_object),
+		cmocka_unit_test(test_signal_storm_with_backend_faults_accounts_for_every_object),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
