@@ -599,6 +599,104 @@ static void test_handler_after_thread_exit_hook_frees_without_owning_a_cpu(void 
 	assert_int_equal(atomic_load(&warnings), 0);
 }
 
+/* ---- handlers while threads exit ---- */
+
+/*
+ * Short-lived threads under their own timer storm exit with the timer still
+ * firing, so handlers also land in thread exit (before, inside and after the
+ * library's exit hook).  Whatever they interrupt, no CPU may stay owned and
+ * no object may be lost.
+ */
+#define EXIT_THREADS	(100 / ITER_SCALE)
+#define EXIT_ITERS	2000
+
+struct exiting {
+	timer_t timer;
+	int timer_ok;
+};
+
+static _Atomic long exiting_runs;
+
+static void exit_storm_handler(int sig)
+{
+	if (bpfmem_this_cpu == CPU_EXITING)
+		atomic_fetch_add(&exiting_runs, 1);
+	storm_handler(sig);
+}
+
+static void *churn_and_exit_under_storm(void *arg)
+{
+	struct exiting *e = arg;
+	struct sigevent sev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = FRESH_SIG };
+	struct itimerspec its = {
+		.it_interval = { .tv_nsec = TIMER_NS },
+		.it_value = { .tv_nsec = TIMER_NS },
+	};
+	void *obj, *old;
+
+	sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+	e->timer_ok = !timer_create(CLOCK_MONOTONIC, &sev, &e->timer) &&
+		      !timer_settime(e->timer, 0, &its, NULL);
+	for (unsigned int i = 0; i < EXIT_ITERS; i++) {
+		IN_LIB(obj = handover_alloc(i));
+		if (!obj)
+			continue;
+		stamp(obj_area(obj), HANDOVER_SIZE, HOLDER_LOOP, i);
+		old = atomic_exchange(&slot, obj);
+		if (old) {
+			unstamp(obj_area(old), HANDOVER_SIZE, HOLDER_LOOP);
+			IN_LIB(obj_free(old, i));
+		}
+	}
+	/* return with the timer armed: signals keep coming during the exit */
+	return NULL;
+}
+
+static void test_storm_during_thread_exit_leaves_no_cpu_owned_and_loses_nothing(void **state)
+{
+	struct sigaction sa = { .sa_handler = exit_storm_handler };
+	long outstanding = slab_outstanding();
+	int in_use = cpus_in_use(), timers_ok = 0;
+	void *obj;
+
+	(void)state;
+	reset_counters();
+	atomic_store(&warnings, 0);
+	atomic_store(&exiting_runs, 0);
+	sigemptyset(&sa.sa_mask);
+	assert_int_equal(sigaction(FRESH_SIG, &sa, NULL), 0);
+	assert_int_equal(init_kind(ANY_SIZE), 0);
+	armed = 1;
+	for (int i = 0; i < EXIT_THREADS; i++) {
+		struct exiting e = { 0 };
+		pthread_t t;
+
+		assert_int_equal(pthread_create(&t, NULL, churn_and_exit_under_storm, &e), 0);
+		assert_int_equal(pthread_join(t, NULL), 0);
+		if (e.timer_ok) {
+			timers_ok++;
+			assert_int_equal(timer_delete(e.timer), 0);
+		}
+	}
+	armed = 0;
+	obj = atomic_exchange(&slot, NULL);
+	if (obj) {
+		unstamp(obj_area(obj), HANDOVER_SIZE, HOLDER_LOOP);
+		obj_free(obj, 0);
+	}
+	bpf_mem_alloc_destroy(&ma);
+
+	print_message("%ld handler runs, %ld after the exit hook, %ld handed over\n",
+		      atomic_load(&runs), atomic_load(&exiting_runs), atomic_load(&handed_over));
+	assert_int_equal(timers_ok, EXIT_THREADS);
+	assert_true(atomic_load(&runs) > 0);
+	assert_int_equal(cpus_in_use(), in_use);
+	assert_int_equal(atomic_load(&double_handouts), 0);
+	assert_int_equal(atomic_load(&corrupted), 0);
+	assert_int_equal(slab_outstanding(), outstanding);
+	assert_int_equal(atomic_load(&warnings), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -611,6 +709,8 @@ int main(void)
 		cmocka_unit_test(test_handler_interrupting_first_use_attach_leaves_no_cpu_owned),
 		cmocka_unit_test(test_handler_on_thread_that_never_used_library_loses_no_free),
 		cmocka_unit_test(test_handler_after_thread_exit_hook_frees_without_owning_a_cpu),
+		cmocka_unit_test(
+			test_storm_during_thread_exit_leaves_no_cpu_owned_and_loses_nothing),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
