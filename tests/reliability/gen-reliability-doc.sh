@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Regenerates doc/RELIABILITY.md from a real run: builds the reliability tests in a build
-# directory, runs the ctest label `reliability` (and, with FUZZ=1, the libFuzzer harness for
-# FUZZ_SECONDS; with VALGRIND=1 also .ci/steps/20-valgrind.sh), and turns each test's "RELIABILITY <name> key=value..." lines and its ctest
-# result into the table.  Usage: tests/reliability/gen-reliability-doc.sh [build-dir]
+# directory, runs the ctest label `reliability` (with FUZZ=1 also the libFuzzer harness for
+# FUZZ_SECONDS, with VALGRIND=1 also .ci/steps/20-valgrind.sh), and turns each test's
+# "RELIABILITY <name> key=value..." lines and its ctest result into the table.
+# Usage: [FUZZ=1] [VALGRIND=1] tests/reliability/gen-reliability-doc.sh [build-dir]
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -63,20 +64,28 @@ echo '| Test | Load held | Faults injected | Bad inputs tried | Result |'
 echo '|---|---|---|---|---|'
 awk -v fuzz="$fuzz_line" -v vg="$vg_line" '
 function faults(n) {
-	if (n ~ /^fault_every_nth/) return "backend (slab seam) fails every Nth allocation, N = 2, 3, 5, 17, 100"
+	if (n ~ /^fault_every_nth/)
+		return "backend (slab seam) fails every Nth allocation, N = 2, 3, 5, 17, 100"
 	if (n ~ /^fault_recovery/) return "every backend allocation fails, then none"
 	if (n ~ /^fault_objcg/) return "64 KiB accounting-group limit"
 	if (n ~ /^init_fault_eventfd/) return "`eventfd` fails (EMFILE) at the first init"
 	if (n ~ /^init_fault_thread/) return "`pthread_create` fails (EAGAIN) at the first init"
 	if (n ~ /^init_fault_fork/) return "`pthread_create` fails in a fork child"
 	if (n ~ /^fork/) return "fork while refill work and RCU callbacks are in flight"
-	if (n ~ /^signal_storm/) return "signals inside alloc, free, refill hand-over, first-use attach"
+	if (n ~ /^signal_storm_backend/)
+		return "signals as below, and every 3rd backend allocation fails"
+	if (n ~ /^signal_storm/)
+		return "signals inside alloc, free, refill hand-over, first-use attach"
 	if (n ~ /^allocator_churn/) return "destroy with RCU callbacks pending"
-	if (n ~ /^thread_churn/) return "thread exit while attached; first library call in a signal handler"
+	if (n ~ /^thread_churn/)
+		return "thread exit while attached; first library call in a signal handler"
 	return "-"
 }
 function badin(n) {
-	if (n ~ /^fuzz/) return "NULL/garbage allocators, sizes 0/4089/>4096/negative/huge, double init, double destroy, out-of-range CPUs and flags, unset per-CPU classes, bad stats indexes and struct sizes"
+	if (n ~ /^fuzz/)
+		return "NULL/garbage allocators, sizes 0/4089/>4096/negative/huge, " \
+		       "double init, double destroy, out-of-range CPUs and flags, " \
+		       "unset per-CPU classes, bad stats indexes and struct sizes"
 	if (n ~ /^init_fault/) return "init of a failed allocator, alloc from it"
 	if (n ~ /^fault_every_nth/) return "alloc from allocators whose init failed"
 	return "-"
@@ -104,15 +113,20 @@ END {
 		seen = 0
 		for (i = 1; i <= n; i++) if (rnum[i] == k) seen = 1
 		if (!seen)
-			printf "| `%s` | (no load line: failed before reporting) | - | - | %s |\n", tname[k], result[k]
+			printf "| `%s` | (no load line: failed before reporting) | - | - | %s |\n",
+				tname[k], result[k]
 	}
 	if (vg != "") {
 		split(vg, v, " ")
-		printf "| valgrind memcheck (`.ci/steps/20-valgrind.sh`) | %s, each test at BPFMEM_STRESS_SECONDS=1 | - | the fuzz corpus replay | %s |\n", v[3], v[2]
+		printf "| valgrind memcheck (`.ci/steps/20-valgrind.sh`) | %s, " \
+		       "each test at BPFMEM_STRESS_SECONDS=1 | - | the fuzz corpus replay | %s |\n",
+		       v[3], v[2]
 	}
 	if (fuzz != "") {
 		split(fuzz, f, " ")
-		printf "| fuzz_ops (libFuzzer, ASan+UBSan) | %s, %s, %s | backend faults (every Nth allocation) chosen by the input | %s | %s |\n", f[3], f[4], f[5], badin("fuzz"), f[2]
+		printf "| fuzz_ops (libFuzzer, ASan+UBSan) | %s, %s, %s | backend faults " \
+		       "(every Nth allocation) chosen by the input | %s | %s |\n",
+		       f[3], f[4], f[5], badin("fuzz"), f[2]
 	}
 }' "$log"
 cat <<'TAIL'
