@@ -38,7 +38,7 @@
 #else
 #define ITER_SCALE	1
 #endif
-#define LOOP_ITERS	(400000 / ITER_SCALE)
+#define LOOP_ITERS	(1200000 / ITER_SCALE)
 #define FIXED_SIZE	64
 #define HANDOVER_SIZE	56	/* fits every kind's objects */
 
