@@ -14,6 +14,12 @@ if [ ! -x "$build/bench/bpfmem-bench" ]; then
 	cmake --build "$build" -j2 --target bpfmem-bench
 fi
 
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=""
+if ! git diff --quiet HEAD -- lib include 2>/dev/null; then
+	dirty=" (lib/ or include/ had uncommitted changes)"
+fi
+
 outdir=doc/performance
 mkdir -p "$outdir"
 md=$(mktemp)
@@ -135,6 +141,8 @@ than about 15% between two rows are within the noise of this machine.
 ## The run
 
 HEAD
+	echo "Source: commit \`$commit\`$dirty."
+	echo
 	cat "$md"
 	cat <<'TAIL'
 
