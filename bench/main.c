@@ -604,9 +604,21 @@ static void print_summary(FILE *out, bool md)
 				     !strcmp(scenarios[s].name, "storm") ? "storm.survived" : NULL;
 	fprintf(out, md ? "\n## Summary (medians; details and ratios below)\n\n| %-16s"
 			: "\n== summary (medians; details and ratios below)\n  %-16s", "backend");
-	for (int c = 0; c < nc; c++)
-		if (cols[c])
-			fprintf(out, "%s%15s", md ? " | " : "  ", cols[c]);
+	for (int c = 0; c < nc; c++) {
+		const struct metric *m = NULL;
+		char label[96];
+
+		if (!cols[c])
+			continue;
+		for (int b = 0; b < nr_backends && !m; b++)
+			m = metric_find(b, cols[c]);
+		/* the unit, unless the name says it already (Mobj/s) */
+		if (m && strcmp(m->unit, "bool") && !strstr(cols[c], m->unit))
+			snprintf(label, sizeof(label), "%s (%s)", cols[c], m->unit);
+		else
+			snprintf(label, sizeof(label), "%s", cols[c]);
+		fprintf(out, "%s%15s", md ? " | " : "  ", label);
+	}
 	fprintf(out, md ? " |\n|---" : "\n");
 	for (int c = 0; md && c < nc; c++)
 		if (cols[c])
