@@ -742,13 +742,11 @@ static void pair_vs_malloc(const char *row)
 static void evaluate_targets(void)
 {
 	struct target *t;
-	int lim = limit_row();
 	int cache = backend_by_name("bpfmem-cache") - backends;
 	int any = backend_by_name("bpfmem-any") - backends;
 	int absl = backend_by_name("absl-lla") - backends;
 	int naive = backend_by_name("urcu-naive") - backends;
 
-	(void)lim;
 	nr_targets = 0;
 	pair_vs_limit("bpfmem-cache", 1.5);
 	pair_vs_limit("bpfmem-any", 2.0);
