@@ -17,9 +17,11 @@ cmake --build "$build" -j2
 # and delivers signals only at its scheduling points, so a 10 kHz storm takes hours),
 # rel_stress_thread_churn (10,000 threads: > 5 minutes), rel_stress_fork and test_fork (their
 # children _exit with the objects of the parent's vanished threads, by design), and tests
-# that re-exec /proc/self/exe (under valgrind that is valgrind's own tool).
+# that re-exec /proc/self/exe (test_overflow_cpus: under valgrind that is valgrind's own tool).
 subset=(
 	tests/test_bad_input
+	tests/test_cache
+	tests/test_xthread
 	tests/test_size_classes
 	tests/test_free_rcu
 	tests/test_destroy
