@@ -91,10 +91,13 @@ struct bpf_mem_caches {
 	struct bpf_mem_cache cache[NUM_CACHES];
 };
 
-/* Per-CPU strides of the two cache layouts: compile-time constants, so the
- * fast path finds its cache with a shift-and-add instead of a multiply. */
-#define CACHE_STRIDE	ALIGN(sizeof(struct bpf_mem_cache), SMP_CACHE_BYTES)
-#define CACHES_STRIDE	ALIGN(sizeof(struct bpf_mem_caches), SMP_CACHE_BYTES)
+/* Per-CPU strides of the two cache layouts: compile-time powers of two, so
+ * the fast path finds its cache with a shift instead of a multiply.  The
+ * per-CPU areas are allocated with exactly these copy sizes. */
+#define CACHE_STRIDE	512
+#define CACHES_STRIDE	4096
+_Static_assert(sizeof(struct bpf_mem_cache) <= CACHE_STRIDE, "CACHE_STRIDE too small");
+_Static_assert(sizeof(struct bpf_mem_caches) <= CACHES_STRIDE, "CACHES_STRIDE too small");
 
 extern const int bpf_mem_sizes[NUM_CACHES] __hidden;
 
