@@ -390,7 +390,7 @@ int main(void)
 			printf("not pinned (CPU outside the allowed set)\n");
 	}
 	printf("1. each thread allocated %d objects from each of the %d size classes and %d from "
-	       "the fixed-size cache\n", OBJS, NR_CLASSES, OBJS);
+	       "the\n   fixed-size cache\n", OBJS, NR_CLASSES, OBJS);
 
 	pthread_barrier_wait(&phase);
 	printf("2. each thread freed its neighbour's %d objects (cross-thread), contents intact: "
