@@ -2,8 +2,8 @@
 /*
  * Thread churn: 10,000 short-lived threads allocate, free locally, free with
  * RCU, hand objects to the main thread and exit, some attached, some
- * detached, some whose first library call is made by a signal handler.
- * Live threads never share a virtual CPU, exited threads give theirs back,
+ * detached, some whose first library call is made by a signal handler, and
+ * all signalled again and again up to and through their exit.  Live threads never share a virtual CPU, exited threads give theirs back,
  * and nothing leaks.
  */
 #include "rel_common.h"
@@ -31,7 +31,8 @@ struct result {
 	int cpu;		/* vcpu seen after the first allocation, -1: shared */
 	int overlap;		/* another live thread held the same vcpu */
 	int bad;		/* stamp mismatch */
-	int handler_alloc;	/* the handler's allocation succeeded */
+	/* written by the handler only: it may interrupt the body's updates */
+	unsigned long h_allocs, h_frees, h_bad;
 	unsigned long allocs, frees;
 };
 
@@ -53,13 +54,50 @@ static void first_use_handler(int sig)
 	/* a thread that never used the library: NULL is allowed, a free is not lost */
 	if (!p)
 		return;
-	my->handler_alloc = 1;
-	my->allocs++;
+	if (!my) {
+		/* signalled before the thread set `my`: nothing to count into */
+		bpf_mem_free(&any_ma, p);
+		return;
+	}
+	my->h_allocs++;
 	rel_stamp(p, 40, 99);
 	if (rel_check(p, 40, 99))
-		my->bad++;
+		my->h_bad++;
 	bpf_mem_free(&any_ma, p);
-	my->frees++;
+	my->h_frees++;
+}
+
+/*
+ * The signaller keeps sending SIGUSR2 to the current wave's threads, so
+ * handlers also run in the middle of allocations, during thread exit and
+ * after the exit destructor released the vCPU.  The main thread stops it
+ * (Dekker-style handshake on seq_cst atomics) before it joins the wave.
+ */
+static pthread_t wave_threads[CONCURRENT];
+static atomic_int wave_open, signaller_busy;
+static atomic_bool signaller_quit;
+static unsigned long signals_sent;
+static atomic_int bodies_done;	/* wave threads past their last library call */
+
+static void *signaller_main(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&signaller_quit)) {
+		atomic_store(&signaller_busy, 1);
+		if (atomic_load(&wave_open))
+			for (int i = 0; i < CONCURRENT; i++)
+				signals_sent += pthread_kill(wave_threads[i], SIGUSR2) == 0;
+		atomic_store(&signaller_busy, 0);
+		sched_yield();
+	}
+	return NULL;
+}
+
+static void close_wave(void)
+{
+	atomic_store(&wave_open, 0);
+	while (atomic_load(&signaller_busy))
+		sched_yield();
 }
 
 static void *churn_thread(void *arg)
@@ -116,6 +154,7 @@ static void *churn_thread(void *arg)
 	/* half detach, half leave it to the exit destructor */
 	if (id & 1)
 		bpfmem_thread_detach();
+	atomic_fetch_add(&bodies_done, 1);
 	return NULL;
 }
 
@@ -134,7 +173,11 @@ static void test_thread_churn_reuses_vcpus_and_leaks_nothing(void **state)
 	rel_count_warnings();
 	sigemptyset(&sa.sa_mask);
 	assert_int_equal(sigaction(SIGUSR2, &sa, NULL), 0);
+	pthread_t signaller;
+
 	assert_int_equal(pthread_barrier_init(&wave, NULL, CONCURRENT), 0);
+	atomic_store(&signaller_quit, false);
+	assert_int_equal(pthread_create(&signaller, NULL, signaller_main, NULL), 0);
 	assert_int_equal(bpf_mem_alloc_init(&any_ma, 0, false), 0);
 	assert_int_equal(bpf_mem_alloc_init(&fixed_ma, FIXED_SZ, false), 0);
 
@@ -144,6 +187,13 @@ static void test_thread_churn_reuses_vcpus_and_leaks_nothing(void **state)
 		memset(results, 0, sizeof(results));
 		for (int i = 0; i < CONCURRENT; i++)
 			assert_int_equal(pthread_create(&th[i], NULL, churn_thread, (void *)(base + i)), 0);
+		memcpy(wave_threads, th, sizeof(th));
+		atomic_store(&wave_open, 1);
+		/* signals keep coming while the threads run their exit path */
+		while (atomic_load(&bodies_done) < CONCURRENT)
+			sched_yield();
+		close_wave();
+		atomic_store(&bodies_done, 0);
 		for (int i = 0; i < CONCURRENT; i++)
 			assert_int_equal(pthread_join(th[i], NULL), 0);
 		for (int i = 0; i < CONCURRENT; i++) {
@@ -152,9 +202,10 @@ static void test_thread_churn_reuses_vcpus_and_leaks_nothing(void **state)
 			shared += r->cpu < 0;
 			overlap += r->overlap;
 			bad += r->bad;
-			handler_allocs += r->handler_alloc;
-			allocs += r->allocs;
-			frees += r->frees;
+			handler_allocs += r->h_allocs;
+			bad += r->h_bad;
+			allocs += r->allocs + r->h_allocs;
+			frees += r->frees + r->h_frees;
 			if (r->cpu >= 0 && !seen[r->cpu]) {
 				seen[r->cpu] = 1;
 				distinct++;
@@ -175,11 +226,15 @@ static void test_thread_churn_reuses_vcpus_and_leaks_nothing(void **state)
 	}
 	double secs = rel_now() - t0;
 
+	atomic_store(&signaller_quit, true);
+	assert_int_equal(pthread_join(signaller, NULL), 0);
+
 	rel_report(getenv("BPFMEM_NR_CPUS") ? "thread_churn_few_vcpus" : "thread_churn",
 		   "threads=%d concurrent=%d vcpus=%d distinct_vcpus_used=%d shared_path_threads=%ld "
-		   "first_use_in_handler=%d handler_allocs_ok=%ld ops=%lu max_backend_objects=%ld "
+		   "first_use_in_handler=%d async_signals=%lu handler_allocs=%ld ops=%lu "
+		   "max_backend_objects=%ld "
 		   "seconds=%.1f bad=%ld", NR_THREADS, CONCURRENT, nr_cpus, distinct, shared,
-		   NR_THREADS / 5, handler_allocs, allocs + frees, max_held, secs, bad);
+		   NR_THREADS / 5, signals_sent, handler_allocs, allocs + frees, max_held, secs, bad);
 	assert_int_equal(bad, 0);
 	assert_int_equal(overlap, 0);
 	assert_int_equal(allocs, frees);
