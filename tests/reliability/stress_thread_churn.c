@@ -3,8 +3,9 @@
  * Thread churn: 10,000 short-lived threads allocate, free locally, free with
  * RCU, hand objects to the main thread and exit, some attached, some
  * detached, some whose first library call is made by a signal handler, and
- * all signalled again and again up to and through their exit.  Live threads never share a virtual CPU, exited threads give theirs back,
- * and nothing leaks.
+ * all signalled again and again up to and through their exit.  Live threads
+ * never share a virtual CPU, exited threads give theirs back, and nothing
+ * leaks.
  */
 #include "rel_common.h"
 
