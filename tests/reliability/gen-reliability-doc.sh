@@ -72,13 +72,15 @@ function faults(n) {
 	if (n ~ /^init_fault_thread/) return "`pthread_create` fails (EAGAIN) at the first init"
 	if (n ~ /^init_fault_fork/) return "`pthread_create` fails in a fork child"
 	if (n ~ /^fork/) return "fork while refill work and RCU callbacks are in flight"
-	if (n ~ /^signal_storm_backend/)
+	if (n ~ /^signal_storm.*backend_faults/)
 		return "signals as below, and every 3rd backend allocation fails"
 	if (n ~ /^signal_storm/)
-		return "signals inside alloc, free, refill hand-over, first-use attach"
+		return "signals inside alloc, free, refill hand-over, first-use attach " \
+		       "(few_vcpus: inside the shared-CPU locked path)"
 	if (n ~ /^allocator_churn/) return "destroy with RCU callbacks pending"
 	if (n ~ /^thread_churn/)
-		return "thread exit while attached; first library call in a signal handler"
+		return "signals all through thread exit; exit while attached; " \
+		       "first library call in a signal handler"
 	return "-"
 }
 function badin(n) {
