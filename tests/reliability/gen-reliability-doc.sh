@@ -144,6 +144,14 @@ cat <<'TAIL'
 - **max_objects_in_caches_and_rcu** is the peak of backend objects held by the allocator
   minus objects in the test's hands, sampled every 10 ms; the test fails above `bound`.
 
+## Bugs this suite found
+
+| Bug | Found by | Status |
+|---|---|---|
+| Static library dropped the start-up constructor (`lib/kernel/init.c` referenced by no object): every `bpf_mem_alloc_init` returned -ENOMEM | every test linked to `libbpfmem.a` | fixed in b056940 |
+| `fork()` deadlock: the prepare handler took liburcu-bp's registry lock, then waited for the refill thread, which needed that lock inside `call_rcu` | `rel_stress_fork` (hung at the first forks) | fixed in e26538b (park the refill thread first) |
+| Livelock on the shared overflow CPU: a handler that interrupted one shared-cache section waits (64 spins + 4096 yields) for another shared cache whose holder's handler waits for the first (ABBA); at 20 kHz a new signal is pending when each handler returns | `rel_stress_signal_storm_few_vcpus` (`BPFMEM_NR_CPUS=2`, 4 workers) | open when this report was generated |
+
 ## Also run
 
 - `.ci/steps/20-valgrind.sh`: memcheck with `--error-exitcode=1 --leak-check=full` over
