@@ -153,18 +153,22 @@ static void mailbox_put(struct llist_head *box, struct llist_node *chain)
  * the kernel.  The shared CPU: a spinlock between threads, plus a per-thread
  * note of the shared cache being entered so that a signal handler on the
  * same thread sees re-entry instead of spinning on its own thread's lock.
- * Waiting is bounded: a handler on another thread must not wait forever for
- * a holder that is itself interrupted, so after a while it gives up and
- * behaves as on re-entry (alloc NULL, free to the extra list).
+ * A thread never waits while it holds a shared lock (a handler that
+ * interrupted a shared section only tries once): otherwise two threads whose
+ * handlers wait for each other's locks livelock under a steady signal rate.
+ * Other waits are bounded too; giving up behaves as on re-entry (alloc NULL,
+ * free to the extra list).
  */
 static __tls_ie struct bpf_mem_cache *shared_entered;
 
 #define SHARED_SPINS	64
-#define SHARED_YIELDS	4096
+#define SHARED_YIELDS	256
 
-static bool shared_lock_acquire(struct bpf_mem_cache *c)
+static bool shared_lock_acquire(struct bpf_mem_cache *c, bool may_wait)
 {
-	for (int i = 0; i < SHARED_SPINS + SHARED_YIELDS; i++) {
+	int tries = may_wait ? SHARED_SPINS + SHARED_YIELDS : 1;
+
+	for (int i = 0; i < tries; i++) {
 		int unlocked = 0;
 
 		if (atomic_compare_exchange_weak_explicit(&c->shared_lock, &unlocked, 1,
@@ -197,7 +201,7 @@ static __always_inline struct cache_guard cache_enter(struct bpf_mem_cache *c, b
 	}
 	shared_entered = c;
 	barrier();
-	g.entered = shared_lock_acquire(c);
+	g.entered = shared_lock_acquire(c, g.prev == NULL);
 	return g;
 }
 
