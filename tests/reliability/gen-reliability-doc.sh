@@ -150,7 +150,7 @@ cat <<'TAIL'
 |---|---|---|
 | Static library dropped the start-up constructor (`lib/kernel/init.c` referenced by no object): every `bpf_mem_alloc_init` returned -ENOMEM | every test linked to `libbpfmem.a` | fixed in b056940 |
 | `fork()` deadlock: the prepare handler took liburcu-bp's registry lock, then waited for the refill thread, which needed that lock inside `call_rcu` | `rel_stress_fork` (hung at the first forks) | fixed in e26538b (park the refill thread first) |
-| Livelock on the shared overflow CPU: a handler that interrupted one shared-cache section waits (64 spins + 4096 yields) for another shared cache whose holder's handler waits for the first (ABBA); at 20 kHz a new signal is pending when each handler returns | `rel_stress_signal_storm_few_vcpus` (`BPFMEM_NR_CPUS=2`, 4 workers) | open when this report was generated |
+| Livelock on the shared overflow CPU: a handler that interrupted one shared-cache section waits (64 spins + 4096 yields) for another shared cache whose holder's handler waits for the first (ABBA); at 20 kHz a new signal is pending when each handler returns | `rel_stress_signal_storm_few_vcpus` (`BPFMEM_NR_CPUS=2`, 4 workers) | fixed in ce55127 (never wait for a shared lock while holding another) |
 
 ## Also run
 
