@@ -342,11 +342,12 @@ static void __free_rcu(struct rcu_head *head)
 static void __free_rcu_tasks_trace(struct rcu_head *head)
 {
 	/* When the tasks-trace grace period implies an RCU one, free now. */
+	rcu_trace_callback_begin(head);
 	if (rcu_trace_implies_rcu_gp()) {
+		rcu_callback_end();
 		__free_rcu(head);
 		return;
 	}
-	rcu_callback_begin(head);
 	call_rcu_hurry(head, __free_rcu);
 	rcu_callback_end();
 }

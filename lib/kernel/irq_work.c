@@ -85,11 +85,16 @@ static void *worker_main(void *arg)
 		pthread_mutex_lock(&lock);
 		pthread_cond_broadcast(&done);
 		if (park_req) {
+			/* as liburcu's own call_rcu threads do while paused for
+			 * fork: out of the memb/mb reader registry, so that the
+			 * child does not wait for a thread it does not have */
+			rcu_thread_offline();
 			parked = true;
 			pthread_cond_broadcast(&parked_cv);
 			while (park_req)
 				pthread_cond_wait(&parked_cv, &lock);
 			parked = false;
+			rcu_thread_online();
 		}
 		pthread_mutex_unlock(&lock);
 	}

@@ -20,6 +20,8 @@
 			       void (*func)(struct rcu_head *)) __hidden;	\
 	void rcudom_##d##_barrier(void) __hidden;			\
 	void rcudom_##d##_register(void) __hidden;			\
+	void rcudom_##d##_enter_callback(void) __hidden;		\
+	void rcudom_##d##_unregister(void) __hidden;			\
 	void rcudom_##d##_before_fork(void) __hidden;			\
 	void rcudom_##d##_after_fork_parent(void) __hidden;		\
 	void rcudom_##d##_after_fork_child(void) __hidden;
@@ -67,7 +69,7 @@ static inline void rcu_barrier_all(void)
 void __tsan_acquire(void *addr);
 void __tsan_release(void *addr);
 extern char rcu_tsan_gp_token __hidden;
-static inline void rcu_callback_begin(struct rcu_head *head)
+static inline void rcu_tsan_callback_begin(struct rcu_head *head)
 {
 	__tsan_acquire(head);
 	__tsan_acquire(&rcu_tsan_gp_token);
@@ -77,7 +79,7 @@ static inline void rcu_callback_end(void)
 	__tsan_release(&rcu_tsan_gp_token);
 }
 #else
-static inline void rcu_callback_begin(struct rcu_head *head)
+static inline void rcu_tsan_callback_begin(struct rcu_head *head)
 {
 	(void)head;
 }
@@ -86,11 +88,32 @@ static inline void rcu_callback_end(void)
 }
 #endif
 
+/* First thing in a callback queued with call_rcu_hurry(). */
+static inline void rcu_callback_begin(struct rcu_head *head)
+{
+	rcu_tsan_callback_begin(head);
+	rcudom_normal_enter_callback();
+}
+
+/* First thing in a callback queued with call_rcu_tasks_trace(). */
+static inline void rcu_trace_callback_begin(struct rcu_head *head)
+{
+	rcu_tsan_callback_begin(head);
+	RCU_TRACE(enter_callback)();
+}
+
 /* P.  Register the calling thread with both domains (no-op for bp). */
 static inline void rcu_thread_online(void)
 {
 	rcudom_normal_register();
 	RCU_TRACE(register)();
+}
+
+/* P.  Leave both domains' registries (no-op for bp). */
+static inline void rcu_thread_offline(void)
+{
+	rcudom_normal_unregister();
+	RCU_TRACE(unregister)();
 }
 
 void rcu_before_fork(void) __hidden;

@@ -60,6 +60,31 @@ __hidden void DOMAIN_FN(register)(void)
 #endif
 }
 
+/*
+ * Our callbacks run on liburcu's call_rcu thread of this domain, which
+ * liburcu registered itself: note that, so that a callback queueing the
+ * next batch does not register the thread a second time (liburcu asserts).
+ * liburcu unregisters its own thread, so no exit destructor is armed.
+ */
+__hidden void DOMAIN_FN(enter_callback)(void)
+{
+#if !BPFMEM_URCU_BP
+	registered = true;
+#endif
+}
+
+/* Leave the registry (fork: a registered thread that does not exist in the
+ * child would stay in memb/mb's reader list there). */
+__hidden void DOMAIN_FN(unregister)(void)
+{
+#if !BPFMEM_URCU_BP
+	if (registered) {
+		rcu_unregister_thread();
+		registered = false;
+	}
+#endif
+}
+
 __hidden void DOMAIN_FN(read_lock)(void)
 {
 	DOMAIN_FN(register)();
@@ -83,13 +108,28 @@ __hidden void DOMAIN_FN(synchronize)(void)
 #endif
 }
 
+/*
+ * call_rcu needs a registered caller.  A thread that is not registered here
+ * (the other domain's call_rcu thread, passing objects on) registers only
+ * for the call: liburcu cannot take it out of our registry when it pauses
+ * that thread for fork, and a stale entry would stall or crash the child.
+ */
 __hidden void DOMAIN_FN(call)(struct rcu_head *head, void (*func)(struct rcu_head *))
 {
-	DOMAIN_FN(register)();
+#if !BPFMEM_URCU_BP
+	bool temporary = !registered;
+
+	if (temporary)
+		rcu_register_thread();
+#endif
 #ifdef __SANITIZE_THREAD__
 	__tsan_release(head);
 #endif
 	call_rcu(head, func);
+#if !BPFMEM_URCU_BP
+	if (temporary)
+		rcu_unregister_thread();
+#endif
 }
 
 __hidden void DOMAIN_FN(barrier)(void)
