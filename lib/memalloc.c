@@ -247,6 +247,17 @@ static void stage_end(_Atomic int *in_progress)
 	atomic_fetch_sub_explicit(&rcu_stages_in_flight, 1, memory_order_release);
 }
 
+static void callback_queued(struct bpf_mem_cache *c)
+{
+	atomic_fetch_add_explicit(&c->callbacks_queued, 1, memory_order_relaxed);
+}
+
+/* The last access a callback makes to its cache. */
+static void callback_done(struct bpf_mem_cache *c)
+{
+	atomic_fetch_sub_explicit(&c->callbacks_queued, 1, memory_order_release);
+}
+
 /* ---- refill work: runs on the refill thread ---- */
 
 static void add_to_chain(struct llist_node **head, struct llist_node **tail,
@@ -315,16 +326,16 @@ static void ttrace_stage_queue(struct bpf_mem_cache *c)
 	WARN_ON_ONCE(c->waiting_for_gp_ttrace.first);
 	c->waiting_for_gp_ttrace.first = __llist_del_all(&c->free_by_rcu_ttrace);
 	/* sleepable readers first; the callback adds an RCU GP if not implied */
+	callback_queued(c);
 	call_rcu_tasks_trace(&c->rcu_ttrace, __free_rcu_tasks_trace);
 }
 
-static void __free_rcu(struct rcu_head *head)
+/* Both grace periods are over for waiting_for_gp_ttrace: free it. */
+static void free_rcu_stage(struct bpf_mem_cache *c)
 {
-	struct bpf_mem_cache *c = container_of(head, struct bpf_mem_cache, rcu_ttrace);
 	struct llist_node *llnode;
 	bool again;
 
-	rcu_callback_begin(head);
 	pthread_mutex_lock(&ttrace_lock);
 	llnode = __llist_del_all(&c->waiting_for_gp_ttrace);
 	/* what batched up behind this grace period starts the next one now:
@@ -336,20 +347,32 @@ static void __free_rcu(struct rcu_head *head)
 	free_all(c, llnode);
 	if (!again)
 		stage_end(&c->call_rcu_ttrace_in_progress);
+}
+
+static void __free_rcu(struct rcu_head *head)
+{
+	struct bpf_mem_cache *c = container_of(head, struct bpf_mem_cache, rcu_ttrace);
+
+	rcu_callback_begin(head);
+	free_rcu_stage(c);
 	rcu_callback_end();
+	callback_done(c);
 }
 
 static void __free_rcu_tasks_trace(struct rcu_head *head)
 {
-	/* When the tasks-trace grace period implies an RCU one, free now. */
+	struct bpf_mem_cache *c = container_of(head, struct bpf_mem_cache, rcu_ttrace);
+
 	rcu_trace_callback_begin(head);
+	/* When the tasks-trace grace period implies an RCU one, free now. */
 	if (rcu_trace_implies_rcu_gp()) {
-		rcu_callback_end();
-		__free_rcu(head);
-		return;
+		free_rcu_stage(c);
+	} else {
+		callback_queued(c);
+		call_rcu_hurry(head, __free_rcu);
 	}
-	call_rcu_hurry(head, __free_rcu);
 	rcu_callback_end();
+	callback_done(c);
 }
 
 /* Called with ttrace_lock held.  Returns objects to free once it is dropped. */
@@ -425,16 +448,15 @@ static void __free_by_rcu(struct rcu_head *head)
 		enque_to_free_and_call(origin_hint(c), llnode, c->waiting_for_gp_tail);
 	/* frees that batched up behind this callback start their grace period
 	 * now: the kernel waits for the next refill, a process may not have one */
-	if (!atomic_load(&c->draining) && rcu_stage_queue(c)) {
-		rcu_callback_end();
-		return;
+	if (atomic_load(&c->draining) || !rcu_stage_queue(c)) {
+		stage_end(&c->call_rcu_in_progress);
+		/* a free that came after the check above saw a callback in
+		 * flight and did not raise the work */
+		if (!llist_empty(&c->free_by_rcu) && !atomic_load(&c->draining))
+			irq_work_queue(&c->refill_work);
 	}
-	stage_end(&c->call_rcu_in_progress);
-	/* a free that came after the check above saw a callback in flight and
-	 * did not raise the work */
-	if (!llist_empty(&c->free_by_rcu) && !atomic_load(&c->draining))
-		irq_work_queue(&c->refill_work);
 	rcu_callback_end();
+	callback_done(c);
 }
 
 static bool rcu_stage_queue(struct bpf_mem_cache *c)
@@ -446,6 +468,7 @@ static bool rcu_stage_queue(struct bpf_mem_cache *c)
 	WARN_ON_ONCE(!llist_empty(&c->waiting_for_gp));
 	c->waiting_for_gp_tail = llist_last(llnode);
 	atomic_store_explicit(&c->waiting_for_gp.first, llnode, memory_order_release);
+	callback_queued(c);
 	call_rcu_hurry(&c->rcu, __free_by_rcu);
 	return true;
 }
@@ -1040,12 +1063,11 @@ static void stop_cache(struct bpf_mem_cache *c, void *arg)
 
 static void drain_cache(struct bpf_mem_cache *c, void *arg)
 {
-	int *rcu_in_progress = arg;
+	int *callbacks = arg;
 
 	irq_work_sync(&c->refill_work);
 	drain_mem_cache(c);
-	*rcu_in_progress += atomic_load(&c->call_rcu_in_progress);
-	*rcu_in_progress += atomic_load(&c->call_rcu_ttrace_in_progress);
+	*callbacks += atomic_load_explicit(&c->callbacks_queued, memory_order_acquire);
 }
 
 static void count_outstanding(struct bpf_mem_cache *c, void *arg)
@@ -1057,26 +1079,25 @@ static void count_outstanding(struct bpf_mem_cache *c, void *arg)
 
 __public void bpf_mem_alloc_destroy(struct bpf_mem_alloc *ma)
 {
-	int rcu_in_progress = 0;
+	int callbacks = 0;
 	long outstanding = 0;
 
 	if (!ma || (ma->magic != BPFMEM_MAGIC_ANY && ma->magic != BPFMEM_MAGIC_FIXED))
 		return;
 	ma_unregister(ma);
 	for_each_cache(ma, stop_cache, NULL);
-	for_each_cache(ma, drain_cache, &rcu_in_progress);
-	if (rcu_in_progress) {
-		/*
-		 * Callbacks still reference the caches: wait for them, then drain
-		 * what they moved.  The kernel defers this wait to a workqueue;
-		 * here destroy is process context and simply waits.  With
-		 * `draining` set no callback queues another one.
-		 */
+	for_each_cache(ma, drain_cache, &callbacks);
+	/*
+	 * Callbacks still reference the caches: wait for them, then drain what
+	 * they moved.  The kernel defers this wait to a workqueue; here destroy
+	 * is process context and simply waits.  With `draining` set callbacks
+	 * free instead of queueing more, so this ends after a round or two.
+	 */
+	while (callbacks) {
 		irq_work_flush();
 		rcu_barrier_all();
-		rcu_in_progress = 0;
-		for_each_cache(ma, drain_cache, &rcu_in_progress);
-		WARN_ON_ONCE(rcu_in_progress);
+		callbacks = 0;
+		for_each_cache(ma, drain_cache, &callbacks);
 	}
 	for_each_cache(ma, count_outstanding, &outstanding);
 	if (outstanding)

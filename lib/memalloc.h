@@ -80,6 +80,11 @@ struct bpf_mem_cache {
 	_Atomic int call_rcu_ttrace_in_progress;
 	struct rcu_head rcu_ttrace;
 
+	/* RCU callbacks of this cache queued and not yet finished: +1 before
+	 * each call_rcu, -1 as the callback's last access to the cache, so
+	 * destroy frees the caches only at 0 */
+	_Atomic int callbacks_queued;
+
 	struct irq_work refill_work;
 	_Atomic bool draining;		/* destroy sets; refill and callbacks stop recycling */
 
