@@ -10,6 +10,7 @@
 #include <semaphore.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,6 +26,17 @@
 #include "kernel/slab.h"
 
 #define T_HDR 8		/* the object header in front of every pointer handed out */
+
+/* Library warnings seen so far, for tests that must see none: install
+ * t_count_warning with bpfmem_set_warn_handler and reset t_warnings. */
+static _Atomic int t_warnings __attribute__((unused));
+
+static inline void t_count_warning(const char *msg, void *arg)
+{
+	(void)msg;
+	(void)arg;
+	atomic_fetch_add(&t_warnings, 1);
+}
 
 /*
  * Group setup of every suite: the main thread owns virtual CPU 0, so that

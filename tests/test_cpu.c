@@ -22,23 +22,16 @@
 #include "kernel/cpu.h"
 #include "kernel/irq_work.h"
 #include "kernel/slab.h"
+#include "helpers.h"
 
 #define OBJ_SIZE 64
 
-static _Atomic int warnings;
-
-static void count_warning(const char *msg, void *arg)
-{
-	(void)msg;
-	(void)arg;
-	atomic_fetch_add(&warnings, 1);
-}
 
 static int setup(void **state)
 {
 	(void)state;
-	atomic_store(&warnings, 0);
-	bpfmem_set_warn_handler(count_warning, NULL);
+	atomic_store(&t_warnings, 0);
+	bpfmem_set_warn_handler(t_count_warning, NULL);
 	return 0;
 }
 
@@ -615,7 +608,7 @@ static void test_thread_exit_releases_cpu_and_keeps_its_cached_objects(void **st
 	assert_int_equal(after.backend_frees, e.before_exit.backend_frees);
 	bpf_mem_alloc_destroy(&ma);
 	assert_int_equal(slab_outstanding(), outstanding);
-	assert_int_equal(atomic_load(&warnings), 0);
+	assert_int_equal(atomic_load(&t_warnings), 0);
 }
 
 int main(int argc, char **argv)

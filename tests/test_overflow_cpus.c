@@ -26,6 +26,7 @@
 
 #include <bpfmem.h>
 #include "kernel/slab.h"
+#include "helpers.h"
 
 extern char **environ;
 
@@ -85,22 +86,14 @@ static void check_live_and_unstamp(void *obj, size_t size)
 
 /* ---- common ---- */
 
-static _Atomic int warnings;
-
-static void count_warning(const char *msg, void *arg)
-{
-	(void)msg;
-	(void)arg;
-	atomic_fetch_add(&warnings, 1);
-}
 
 static int setup(void **state)
 {
 	(void)state;
-	atomic_store(&warnings, 0);
+	atomic_store(&t_warnings, 0);
 	atomic_store(&double_handouts, 0);
 	atomic_store(&corrupted, 0);
-	bpfmem_set_warn_handler(count_warning, NULL);
+	bpfmem_set_warn_handler(t_count_warning, NULL);
 	/* the main thread stays off the two virtual CPUs */
 	bpfmem_thread_detach();
 	return 0;
@@ -224,7 +217,7 @@ static void test_more_threads_than_cpus_all_allocate_through_shared_path(void **
 	assert_int_equal(atomic_load(&corrupted), 0);
 	bpf_mem_alloc_destroy(&ma);
 	assert_int_equal(slab_outstanding(), outstanding);
-	assert_int_equal(atomic_load(&warnings), 0);
+	assert_int_equal(atomic_load(&t_warnings), 0);
 }
 
 /*
@@ -302,7 +295,7 @@ static void test_overflow_threads_never_get_null_while_shared_cache_has_objects(
 	assert_true(c[2].nulls + c[3].nulls <= 2 * CONTENDED_ITERS / 1000);
 	bpf_mem_alloc_destroy(&ma);
 	assert_int_equal(slab_outstanding(), outstanding);
-	assert_int_equal(atomic_load(&warnings), 0);
+	assert_int_equal(atomic_load(&t_warnings), 0);
 }
 
 /* ---- signal handlers on overflow threads ---- */
@@ -468,7 +461,7 @@ static void test_handlers_on_overflow_threads_reenter_shared_path_safely(void **
 	assert_int_equal(atomic_load(&double_handouts), 0);
 	assert_int_equal(atomic_load(&corrupted), 0);
 	assert_int_equal(slab_outstanding(), outstanding);
-	assert_int_equal(atomic_load(&warnings), 0);
+	assert_int_equal(atomic_load(&t_warnings), 0);
 }
 
 /* ---- BPFMEM_NR_CPUS parsing, in a fresh process each ---- */

@@ -28,6 +28,7 @@
 #include "kernel/percpu.h"
 #include "memalloc.h"
 #include "kernel/slab.h"
+#include "helpers.h"
 
 #define STORM_SIG	SIGRTMIN
 #define TIMER_NS	50000	/* 20 kHz: tens of handler runs per millisecond of loop */
@@ -271,14 +272,6 @@ static long slab_outstanding(void)
 	return st.allocs - st.frees;
 }
 
-static _Atomic int warnings;
-
-static void count_warning(const char *msg, void *arg)
-{
-	(void)msg;
-	(void)arg;
-	atomic_fetch_add(&warnings, 1);
-}
 
 static int setup(void **state)
 {
@@ -287,7 +280,7 @@ static int setup(void **state)
 	(void)state;
 	sigemptyset(&sa.sa_mask);
 	assert_int_equal(sigaction(STORM_SIG, &sa, NULL), 0);
-	bpfmem_set_warn_handler(count_warning, NULL);
+	bpfmem_set_warn_handler(t_count_warning, NULL);
 	return 0;
 }
 
@@ -305,7 +298,7 @@ static void churn_under_storm(enum kind k)
 	void *obj, *old;
 
 	reset_counters();
-	atomic_store(&warnings, 0);
+	atomic_store(&t_warnings, 0);
 	assert_int_equal(init_kind(k), 0);
 	timer = start_storm();
 	for (unsigned int i = 0; i < LOOP_ITERS; i++) {
@@ -348,7 +341,7 @@ static void churn_under_storm(enum kind k)
 	assert_int_equal(atomic_load(&corrupted), 0);
 	/* every object came back to the backend: no free was lost */
 	assert_int_equal(slab_outstanding(), outstanding);
-	assert_int_equal(atomic_load(&warnings), 0);
+	assert_int_equal(atomic_load(&t_warnings), 0);
 }
 
 static void test_any_size_alloc_and_free_work_in_handler_interrupting_library(void **state)
@@ -416,7 +409,7 @@ static void test_handler_interrupting_first_use_attach_leaves_no_cpu_owned(void 
 
 	(void)state;
 	reset_counters();
-	atomic_store(&warnings, 0);
+	atomic_store(&t_warnings, 0);
 	assert_int_equal(init_kind(ANY_SIZE), 0);
 	assert_int_equal(pthread_create(&t, NULL, attach_churn, NULL), 0);
 	assert_int_equal(pthread_join(t, NULL), 0);
@@ -429,7 +422,7 @@ static void test_handler_interrupting_first_use_attach_leaves_no_cpu_owned(void 
 	assert_int_equal(atomic_load(&double_handouts), 0);
 	assert_int_equal(atomic_load(&corrupted), 0);
 	assert_int_equal(slab_outstanding(), outstanding);
-	assert_int_equal(atomic_load(&warnings), 0);
+	assert_int_equal(atomic_load(&t_warnings), 0);
 }
 
 /* ---- handlers on threads that never used the library ---- */
@@ -494,7 +487,7 @@ static void test_handler_on_thread_that_never_used_library_loses_no_free(void **
 
 	(void)state;
 	reset_counters();
-	atomic_store(&warnings, 0);
+	atomic_store(&t_warnings, 0);
 	atomic_store(&fresh_allocs, 0);
 	sigemptyset(&sa.sa_mask);
 	assert_int_equal(sigaction(FRESH_SIG, &sa, NULL), 0);
@@ -533,7 +526,7 @@ static void test_handler_on_thread_that_never_used_library_loses_no_free(void **
 	assert_int_equal(atomic_load(&double_handouts), 0);
 	assert_int_equal(atomic_load(&corrupted), 0);
 	assert_int_equal(slab_outstanding(), outstanding);
-	assert_int_equal(atomic_load(&warnings), 0);
+	assert_int_equal(atomic_load(&t_warnings), 0);
 }
 
 /* ---- handlers on a thread whose library exit hook already ran ---- */
@@ -568,7 +561,7 @@ static void test_handler_after_thread_exit_hook_frees_without_owning_a_cpu(void 
 
 	(void)state;
 	reset_counters();
-	atomic_store(&warnings, 0);
+	atomic_store(&t_warnings, 0);
 	sigemptyset(&sa.sa_mask);
 	assert_int_equal(sigaction(FRESH_SIG, &sa, NULL), 0);
 	assert_int_equal(pthread_key_create(&late_key, raise_at_exit), 0);
@@ -596,7 +589,7 @@ static void test_handler_after_thread_exit_hook_frees_without_owning_a_cpu(void 
 	assert_int_equal(atomic_load(&double_handouts), 0);
 	assert_int_equal(atomic_load(&corrupted), 0);
 	assert_int_equal(slab_outstanding(), outstanding);
-	assert_int_equal(atomic_load(&warnings), 0);
+	assert_int_equal(atomic_load(&t_warnings), 0);
 }
 
 /* ---- handlers while threads exit ---- */
@@ -661,7 +654,7 @@ static void test_storm_during_thread_exit_leaves_no_cpu_owned_and_loses_nothing(
 
 	(void)state;
 	reset_counters();
-	atomic_store(&warnings, 0);
+	atomic_store(&t_warnings, 0);
 	atomic_store(&exiting_runs, 0);
 	sigemptyset(&sa.sa_mask);
 	assert_int_equal(sigaction(FRESH_SIG, &sa, NULL), 0);
@@ -694,7 +687,7 @@ static void test_storm_during_thread_exit_leaves_no_cpu_owned_and_loses_nothing(
 	assert_int_equal(atomic_load(&double_handouts), 0);
 	assert_int_equal(atomic_load(&corrupted), 0);
 	assert_int_equal(slab_outstanding(), outstanding);
-	assert_int_equal(atomic_load(&warnings), 0);
+	assert_int_equal(atomic_load(&t_warnings), 0);
 }
 
 int main(void)

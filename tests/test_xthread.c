@@ -24,26 +24,19 @@
 #include "kernel/irq_work.h"
 #include "kernel/percpu.h"
 #include "kernel/slab.h"
+#include "helpers.h"
 
 #define PRODUCER_CPU	1
 #define CONSUMER_CPU	2
 
 /* ---- common ---- */
 
-static _Atomic int warnings;
-
-static void count_warning(const char *msg, void *arg)
-{
-	(void)msg;
-	(void)arg;
-	atomic_fetch_add(&warnings, 1);
-}
 
 static int setup(void **state)
 {
 	(void)state;
-	atomic_store(&warnings, 0);
-	bpfmem_set_warn_handler(count_warning, NULL);
+	atomic_store(&t_warnings, 0);
+	bpfmem_set_warn_handler(t_count_warning, NULL);
 	/* the test threads attach where they need; the main thread stays off */
 	bpfmem_thread_detach();
 	return 0;
@@ -179,7 +172,7 @@ static void test_objects_freed_on_another_cpu_are_all_accounted_for(void **state
 	/* the consumer's cache overflowed and gave objects back */
 	assert_true(trims > 0);
 	assert_int_equal(slab_outstanding(), outstanding);
-	assert_int_equal(atomic_load(&warnings), 0);
+	assert_int_equal(atomic_load(&t_warnings), 0);
 }
 
 /* ---- free_rcu on another CPU while readers hold the objects ---- */
@@ -302,7 +295,7 @@ static void test_free_rcu_on_another_cpu_never_reuses_objects_readers_hold(void 
 	assert_true(atomic_load(&x.reads) > 0);
 	assert_int_equal(atomic_load(&x.changed_under_reader), 0);
 	assert_int_equal(slab_outstanding(), outstanding);
-	assert_int_equal(atomic_load(&warnings), 0);
+	assert_int_equal(atomic_load(&t_warnings), 0);
 }
 
 /* ---- trimmed objects go back to the cache that handed them out ---- */
@@ -535,7 +528,7 @@ static void test_objects_trimmed_on_another_cpu_are_recycled_by_their_origin_cac
 	assert_int_equal(t.backend_allocs - allocs_before, producer_batch);
 	assert_int_equal(t.backend_frees, 0);
 	assert_int_equal(slab_outstanding(), outstanding);
-	assert_int_equal(atomic_load(&warnings), 0);
+	assert_int_equal(atomic_load(&t_warnings), 0);
 }
 
 int main(void)
