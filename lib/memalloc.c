@@ -15,19 +15,23 @@
  * needs no size and trimmed objects go back to their origin cache (tgt).
  *
  * Below the low watermark the allocation raises refill_work (the kernel's
- * irq_work): the refill thread allocates a batch and hands it over.  Above
- * the high watermark the free detaches the coldest objects down to the
- * middle and hands them to the refill thread, which queues them for an RCU
- * tasks-trace grace period (then an RCU one unless implied) before they go
- * back to the backend; until then the refill of their cache may recycle
- * them, so memory stays type-stable for RCU readers.
+ * irq_work): the refill thread allocates a batch.  Above the high watermark
+ * the free cuts the most recently freed objects down to the middle and
+ * hands them to their origin cache (tgt) for immediate reuse, as the
+ * kernel's refill recycles them; past a bound they go through an RCU
+ * tasks-trace grace period (then an RCU one unless implied) back to the
+ * backend, still recyclable until then, so memory stays type-stable for RCU
+ * readers.  Objects freed with *_free_rcu rejoin the reuse path of their
+ * origin cache in whole batches once their RCU grace period has ended.
  *
  * Unlike irq_work, the refill thread runs at the same time as the owner, on
- * another core.  So the owner's free_llist is never touched by it: finished
- * batches and trimmed objects travel through single-slot mailboxes, and
- * everything else through lock-free llists.  The fast path (pop or push on
- * a list that needs no refill or trim) has no lock, no syscall and no atomic
- * read-modify-write.
+ * another core, and only when the scheduler lets it.  So nothing waits for
+ * it: every producer (the refill thread, a trim on another CPU, an RCU
+ * callback) hands a finished chain with its count to the owner through one
+ * of a few reuse slots, which the owner takes in O(1) when its private
+ * free_llist runs empty; the refill thread only keeps a batch ready in them.
+ * The fast path (pop or push on a list that needs no refill or trim) has no
+ * lock, no syscall and no atomic read-modify-write.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -60,13 +64,19 @@ static __always_inline int fls(unsigned int x)
 	return x ? 32 - __builtin_clz(x) : 0;
 }
 
+/* 1 <= size <= BPF_MEM_ALLOC_SIZE_MAX */
+static __always_inline int size_to_cache_idx(size_t size)
+{
+	if (size <= 192)
+		return size_index[(size - 1) / 8];
+	return fls(size - 1) - 2;
+}
+
 static __always_inline int bpf_mem_cache_idx(size_t size)
 {
 	if (!size || size > BPF_MEM_ALLOC_SIZE_MAX)
 		return -1;
-	if (size <= 192)
-		return size_index[(size - 1) / 8];
-	return fls(size - 1) - 2;
+	return size_to_cache_idx(size);
 }
 
 /*
@@ -135,17 +145,59 @@ static void free_all(struct bpf_mem_cache *c, struct llist_node *llnode)
 		free_one(c, pos);
 }
 
-/* ---- mailboxes (see struct bpf_mem_cache) ---- */
+/* ---- reuse slots (see struct reuse_slot) ---- */
 
-static bool mailbox_empty(struct llist_head *box)
+/*
+ * Anyone: hand a NULL-terminated chain of `cnt` objects to c's owner.
+ * False when every slot is taken; the caller then keeps the chain.  A
+ * producer that a signal handler interrupts between the claim and the
+ * publication only makes its slot unavailable for that long.
+ */
+static bool reuse_put(struct bpf_mem_cache *c, struct llist_node *chain, int cnt)
 {
-	return atomic_load_explicit(&box->first, memory_order_relaxed) == NULL;
+	for (int i = 0; i < REUSE_SLOTS; i++) {
+		struct reuse_slot *s = &c->reuse[i];
+		struct llist_node *free_slot = NULL;
+
+		if (atomic_load_explicit(&s->chain, memory_order_relaxed))
+			continue;
+		/* acquire: the owner's read of the previous cnt is done */
+		if (!atomic_compare_exchange_strong_explicit(&s->chain, &free_slot, REUSE_BUSY,
+							     memory_order_acquire,
+							     memory_order_relaxed))
+			continue;
+		atomic_store_explicit(&s->cnt, cnt, memory_order_relaxed);
+		/* release: the chain's links and cnt before the chain */
+		atomic_store_explicit(&s->chain, chain, memory_order_release);
+		return true;
+	}
+	return false;
 }
 
-/* The producer: called only by the box's single producer, when empty. */
-static void mailbox_put(struct llist_head *box, struct llist_node *chain)
+/* Owner: take one ready chain, or NULL.  O(1): the count comes with it. */
+static struct llist_node *reuse_take(struct bpf_mem_cache *c, int *cnt)
 {
-	atomic_store_explicit(&box->first, chain, memory_order_release);
+	for (int i = 0; i < REUSE_SLOTS; i++) {
+		struct reuse_slot *s = &c->reuse[i];
+		struct llist_node *chain = atomic_load_explicit(&s->chain, memory_order_acquire);
+
+		if (!chain || chain == REUSE_BUSY)
+			continue;
+		*cnt = atomic_load_explicit(&s->cnt, memory_order_relaxed);
+		/* release: a producer that claims the slot next writes cnt after
+		 * our read of it */
+		atomic_store_explicit(&s->chain, NULL, memory_order_release);
+		return chain;
+	}
+	return NULL;
+}
+
+static bool reuse_has_free_slot(struct bpf_mem_cache *c)
+{
+	for (int i = 0; i < REUSE_SLOTS; i++)
+		if (!atomic_load_explicit(&c->reuse[i].chain, memory_order_relaxed))
+			return true;
+	return false;
 }
 
 /*
@@ -219,6 +271,12 @@ static __always_inline void cache_exit(struct bpf_mem_cache *c, bool shared, str
 	shared_entered = g.prev;
 }
 
+static __always_inline struct bpf_mem_cache *cache_on(void *pcpu, size_t stride, size_t off,
+						      int cpu)
+{
+	return (struct bpf_mem_cache *)((char *)pcpu + (size_t)cpu * stride + off);
+}
+
 static __always_inline int free_cnt_add(struct bpf_mem_cache *c, int delta)
 {
 	int cnt = atomic_load_explicit(&c->free_cnt, memory_order_relaxed) + delta;
@@ -269,12 +327,15 @@ static void add_to_chain(struct llist_node **head, struct llist_node **tail,
 		*tail = obj;
 }
 
+static void enque_to_free_and_call(struct bpf_mem_cache *tgt, struct llist_node *first,
+				   struct llist_node *last);
+
 /*
  * Gather up to `cnt` objects: first the ones re-entrant frees left on
  * free_llist_extra, then trimmed objects still waiting for a tasks-trace
- * grace period (type-stable reuse), only then the backend.  `direct` (init
- * only, before anyone can use the cache) fills free_llist itself; otherwise
- * the batch goes to the owner's mailbox.
+ * grace period (type-stable reuse), only then the backend.  `direct` (the
+ * caller holds the cache: init, or an explicit attach inside `active`)
+ * fills free_llist itself; otherwise the batch goes to a reuse slot.
  */
 static void alloc_bulk(struct bpf_mem_cache *c, int cnt, bool direct)
 {
@@ -312,9 +373,10 @@ static void alloc_bulk(struct bpf_mem_cache *c, int cnt, bool direct)
 		free_cnt_add(c, i);
 		return;
 	}
-	/* the caller saw the box empty, and we are its only producer */
-	atomic_store_explicit(&c->refill_cnt, i, memory_order_relaxed);
-	mailbox_put(&c->refill_llist, head);
+	/* every slot filled meanwhile: the owner has plenty; keep the objects
+	 * recyclable on the tasks-trace path */
+	if (!reuse_put(c, head, i))
+		enque_to_free_and_call(c, head, tail);
 }
 
 static void __free_rcu_tasks_trace(struct rcu_head *head);
@@ -330,23 +392,26 @@ static void ttrace_stage_queue(struct bpf_mem_cache *c)
 	call_rcu_tasks_trace(&c->rcu_ttrace, __free_rcu_tasks_trace);
 }
 
-/* Both grace periods are over for waiting_for_gp_ttrace: free it. */
+/*
+ * Both grace periods are over for waiting_for_gp_ttrace: free it.  What
+ * batched up behind this grace period starts the next one now (the kernel
+ * waits for the next refill; a process may not have one).  The decision
+ * and the end of the stage happen under ttrace_lock, where producers add
+ * and try to start the stage: a producer either sees the stage in progress
+ * and is picked up here, or starts the next stage itself.
+ */
 static void free_rcu_stage(struct bpf_mem_cache *c)
 {
 	struct llist_node *llnode;
-	bool again;
 
 	pthread_mutex_lock(&ttrace_lock);
 	llnode = __llist_del_all(&c->waiting_for_gp_ttrace);
-	/* what batched up behind this grace period starts the next one now:
-	 * the kernel waits for the next refill, a process may not have one */
-	again = c->free_by_rcu_ttrace.first && !atomic_load(&c->draining);
-	if (again)
+	if (c->free_by_rcu_ttrace.first && !atomic_load(&c->draining))
 		ttrace_stage_queue(c);
+	else
+		stage_end(&c->call_rcu_ttrace_in_progress);
 	pthread_mutex_unlock(&ttrace_lock);
 	free_all(c, llnode);
-	if (!again)
-		stage_end(&c->call_rcu_ttrace_in_progress);
 }
 
 static void __free_rcu(struct rcu_head *head)
@@ -416,8 +481,8 @@ static struct bpf_mem_cache *origin_hint(struct bpf_mem_cache *c)
 	return tgt;
 }
 
-/* Trimmed objects and re-entrant frees go to their origin cache's
- * tasks-trace path (the kernel's free_bulk). */
+/* Trims that found no free reuse slot, and re-entrant frees, go to their
+ * origin cache's tasks-trace path (the kernel's free_bulk). */
 static void free_bulk(struct bpf_mem_cache *c)
 {
 	struct llist_node *trimmed = llist_del_all(&c->trim_llist);
@@ -431,6 +496,36 @@ static void free_bulk(struct bpf_mem_cache *c)
 		enque_to_free_and_call(origin_hint(c), trimmed, llist_last(trimmed));
 }
 
+/*
+ * An RCU grace period is over for `cnt` objects: they may be reused now.
+ * Whole chains of up to high_watermark objects go to the origin cache's
+ * reuse slots, the rest joins its tasks-trace path, where its refill still
+ * recycles them before they go back to the backend.
+ */
+static void rcu_gp_done(struct bpf_mem_cache *c, struct llist_node *first,
+			struct llist_node *last, int cnt)
+{
+	struct bpf_mem_cache *tgt = origin_hint(c);
+
+	while (first && !atomic_load(&c->draining)) {
+		int n = min(cnt, tgt->high_watermark);
+		struct llist_node *cut = first, *rest;
+
+		for (int i = 1; i < n; i++)
+			cut = cut->next;
+		rest = cut->next;
+		cut->next = NULL;
+		if (!reuse_put(tgt, first, n)) {
+			cut->next = rest;
+			break;
+		}
+		first = rest;
+		cnt -= n;
+	}
+	if (first)
+		enque_to_free_and_call(tgt, first, last);
+}
+
 /* Called with call_rcu_in_progress set: start the RCU grace period of
  * everything on free_by_rcu.  False if there was nothing. */
 static bool rcu_stage_queue(struct bpf_mem_cache *c);
@@ -442,16 +537,21 @@ static void __free_by_rcu(struct rcu_head *head)
 
 	rcu_callback_begin(head);
 	llnode = llist_del_all(&c->waiting_for_gp);
-	/* RCU grace period done: on to the tasks-trace one */
+	/* RCU grace period done: reusable, and on to the tasks-trace one */
 	debug_poison_list(c, llnode);
 	if (llnode)
-		enque_to_free_and_call(origin_hint(c), llnode, c->waiting_for_gp_tail);
+		rcu_gp_done(c, llnode, c->waiting_for_gp_tail, c->waiting_for_gp_cnt);
 	/* frees that batched up behind this callback start their grace period
 	 * now: the kernel waits for the next refill, a process may not have one */
 	if (atomic_load(&c->draining) || !rcu_stage_queue(c)) {
 		stage_end(&c->call_rcu_in_progress);
-		/* a free that came after the check above saw a callback in
-		 * flight and did not raise the work */
+		/*
+		 * Store-load against unit_free_rcu(), which pushes and then
+		 * loads call_rcu_in_progress: with a full fence on both sides
+		 * either it sees the stage ended and raises the work, or we
+		 * see its object here.
+		 */
+		atomic_thread_fence(memory_order_seq_cst);
 		if (!llist_empty(&c->free_by_rcu) && !atomic_load(&c->draining))
 			irq_work_queue(&c->refill_work);
 	}
@@ -461,12 +561,16 @@ static void __free_by_rcu(struct rcu_head *head)
 
 static bool rcu_stage_queue(struct bpf_mem_cache *c)
 {
-	struct llist_node *llnode = llist_del_all(&c->free_by_rcu);
+	struct llist_node *llnode = llist_del_all(&c->free_by_rcu), *tail;
+	int cnt = 1;
 
 	if (!llnode)
 		return false;
 	WARN_ON_ONCE(!llist_empty(&c->waiting_for_gp));
-	c->waiting_for_gp_tail = llist_last(llnode);
+	for (tail = llnode; tail->next; tail = tail->next)
+		cnt++;
+	c->waiting_for_gp_tail = tail;
+	c->waiting_for_gp_cnt = cnt;
 	atomic_store_explicit(&c->waiting_for_gp.first, llnode, memory_order_release);
 	callback_queued(c);
 	call_rcu_hurry(&c->rcu, __free_by_rcu);
@@ -487,14 +591,20 @@ static void check_free_by_rcu(struct bpf_mem_cache *c)
 static void bpf_mem_refill(struct irq_work *work)
 {
 	struct bpf_mem_cache *c = container_of(work, struct bpf_mem_cache, refill_work);
+	int cached;
 
 	if (unlikely(atomic_load(&c->draining)))
 		return;		/* destroy frees every list itself */
-	/* racy read of free_cnt: it need not be exact */
-	if (atomic_load_explicit(&c->free_cnt, memory_order_relaxed) < c->low_watermark &&
-	    mailbox_empty(&c->refill_llist))
+	/*
+	 * Keep a batch ready for the owner, which takes it the moment its
+	 * list runs dry instead of waiting for us: the kernel's target after
+	 * a refill is low + batch.  free_cnt is read racily: it need not be
+	 * exact.
+	 */
+	cached = atomic_load_explicit(&c->free_cnt, memory_order_relaxed) + reuse_ready(c);
+	if (cached < c->low_watermark + c->batch && reuse_has_free_slot(c))
 		alloc_bulk(c, c->batch, false);
-	if (!mailbox_empty(&c->trim_llist) || !llist_empty(&c->free_llist_extra))
+	if (!llist_empty(&c->trim_llist) || !llist_empty(&c->free_llist_extra))
 		free_bulk(c);
 	check_free_by_rcu(c);
 }
@@ -502,176 +612,275 @@ static void bpf_mem_refill(struct irq_work *work)
 /* ---- the owner's side ---- */
 
 /*
- * Inside the critical section, at or below the low watermark: append a
- * waiting refill batch to free_llist (behind the objects already there, so
- * the last object freed is still the next one handed out), else, the list
- * being empty, take back our own trim the refill thread has not taken yet.
+ * Inside the critical section, with an empty free_llist: take a ready
+ * chain (O(1), its count comes with it), else what re-entrant frees left
+ * on free_llist_extra.  Either way the list was empty, so LIFO order holds.
  */
-static void take_mailboxes(struct bpf_mem_cache *c)
+static void take_ready(struct bpf_mem_cache *c)
 {
-	struct llist_node *batch = atomic_load_explicit(&c->refill_llist.first,
-							memory_order_acquire);
-	struct llist_node **end = &c->free_llist.first;
+	struct llist_node *chain;
+	int cnt;
 
-	if (batch) {
-		/* read before emptying the box: then the producer cannot
-		 * have started the next batch */
-		int n = atomic_load_explicit(&c->refill_cnt, memory_order_relaxed);
-
-		atomic_store_explicit(&c->refill_llist.first, NULL, memory_order_relaxed);
-		while (*end)		/* at most low_watermark hops */
-			end = &(*end)->next;
-		*end = batch;
-		free_cnt_add(c, n);
-		return;
+	chain = reuse_take(c, &cnt);
+	if (!chain) {
+		chain = llist_del_all(&c->free_llist_extra);
+		cnt = (int)llist_count(chain);
 	}
-	if (c->free_llist.first)
-		return;
-	batch = llist_del_all(&c->trim_llist);
-	if (batch) {
-		c->free_llist.first = batch;
-		free_cnt_add(c, (int)llist_count(batch));
-	}
+	c->free_llist.first = chain;
+	atomic_store_explicit(&c->free_cnt, cnt, memory_order_relaxed);
 }
 
 /*
  * Above the high watermark: keep the (low+high)/2 most recently freed
- * objects, which are the cache-hot ones, and hand the rest to the refill
- * thread.  The owner is the box's only producer but it adds with a CAS, so
- * a refill thread that is slow to come (a busy machine) cannot make the
- * private list grow past the high watermark.
+ * objects, which are the cache-hot ones, and hand the rest to the origin
+ * cache as one ready chain.  If its slots are all taken, they go to the
+ * refill thread and through the grace periods; true then.
  */
 static bool trim(struct bpf_mem_cache *c)
 {
+	int cnt = atomic_load_explicit(&c->free_cnt, memory_order_relaxed);
 	int keep = (c->low_watermark + c->high_watermark) / 2;
-	struct llist_node *last = c->free_llist.first, *cut, *tail;
+	struct llist_node *last = c->free_llist.first, *cut;
 
-	for (int i = 1; i < keep; i++) {
-		if (!last->next)
-			return false;
+	for (int i = 1; i < keep; i++)
 		last = last->next;
-	}
 	cut = last->next;
-	if (!cut)
-		return false;
-	for (tail = cut; tail->next; tail = tail->next)
-		;
 	last->next = NULL;
-	llist_add_batch(cut, tail, &c->trim_llist);
 	atomic_store_explicit(&c->free_cnt, keep, memory_order_relaxed);
 	atomic_store_explicit(&c->trims,
 			      atomic_load_explicit(&c->trims, memory_order_relaxed) + 1,
 			      memory_order_relaxed);
+	if (reuse_put(origin_hint(c), cut, cnt - keep))
+		return false;
+	llist_add_batch(cut, llist_last(cut), &c->trim_llist);
+	return true;
+}
+
+static void init_refill_work(struct bpf_mem_cache *c);
+
+static bool cache_is_set_up(const struct bpf_mem_cache *c)
+{
+	return atomic_load_explicit(&c->unit_size, memory_order_acquire) != 0;
+}
+
+/*
+ * A virtual CPU's copy is set up from the shared CPU's one (`tmpl`, set up
+ * at init) when it is first used, so that an allocator costs memory only on
+ * the CPUs that used it.  A zeroed copy sends both fast paths here: a count
+ * of 0 is neither above alloc_floor 0 nor below free_ceil 0.  Called by the
+ * owner inside the critical section (a handler finds it taken and never
+ * sees half a set-up); no allocation, so safe in a signal handler.
+ */
+static void cache_setup(struct bpf_mem_cache *c, const struct bpf_mem_cache *tmpl)
+{
+	c->percpu_size = tmpl->percpu_size;
+	c->class_off = tmpl->class_off;
+	c->objcg = tmpl->objcg;
+	c->shared = (struct bpf_mem_cache *)tmpl;
+	c->pcpu_base = tmpl->pcpu_base;
+	c->pcpu_stride = tmpl->pcpu_stride;
+	c->cpu = (int)(((char *)c - (char *)tmpl->pcpu_base) / tmpl->pcpu_stride);
+	atomic_store_explicit(&c->tgt, c, memory_order_relaxed);
+	atomic_store_explicit(&c->unit_size, atomic_load(&tmpl->unit_size), memory_order_relaxed);
+	init_refill_work(c);
+	/* publish: the refill thread and other CPUs' frees may look now */
+	atomic_store_explicit(&c->unit_size, atomic_load(&tmpl->unit_size), memory_order_release);
+	/* frees from handlers that interrupted the set-up found no work to raise */
+	if (!llist_empty(&c->free_by_rcu) || !llist_empty(&c->free_llist_extra))
+		irq_work_queue(&c->refill_work);
+}
+
+/* Inside the critical section of a set-up cache: the debug checks of a
+ * free, and the origin hint (the kernel's tgt).  False: drop the object. */
+static __always_inline bool free_note(struct bpf_mem_cache *c, struct llist_node *llnode,
+				      bool poison)
+{
+	if (!debug_obj_freed(c, llnode, poison))
+		return false;
+	/* remember the cache that allocated it (the hint need not be exact) */
+	atomic_store_explicit(&c->tgt, *(struct bpf_mem_cache **)llnode, memory_order_relaxed);
 	return true;
 }
 
 /*
- * The whole unit_alloc of the kernel, for every case: the shared CPU, an
- * empty or low list, re-entry.  unit_alloc() below inlines its common case.
+ * The whole unit_alloc of the kernel, for every case: a copy not set up
+ * yet, the shared CPU (c == tmpl), an empty or low list, re-entry.
+ * unit_alloc_fast() below has the common case.
  */
-static __noinline void *unit_alloc_slow(struct bpf_mem_cache *c, bool shared)
+static void *unit_alloc_slow(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl)
 {
-	struct llist_node *llnode = NULL;
+	bool shared = c == tmpl, refill = false;
 	struct cache_guard g = cache_enter(c, shared);
-	int cnt = 0;
+	struct llist_node *llnode = NULL;
 
-	if (likely(g.entered)) {
-		if (atomic_load_explicit(&c->free_cnt, memory_order_relaxed) <= c->low_watermark)
-			take_mailboxes(c);
+	if (likely(g.entered) && likely(cache_is_set_up(tmpl))) {
+		int cnt, cached;
+
+		if (unlikely(!cache_is_set_up(c)))
+			cache_setup(c, tmpl);
+		if (!c->free_llist.first)
+			take_ready(c);
 		llnode = __llist_del_first(&c->free_llist);
 		if (likely(llnode)) {
-			cnt = free_cnt_add(c, -1);
 			debug_obj_allocated(c, llnode);
 			*(struct bpf_mem_cache **)llnode = c;
 		}
+		cnt = free_cnt_add(c, llnode ? -1 : 0);
+		/* the kernel's rule, with the ready chains counted as cached */
+		cached = cnt + reuse_ready(c);
+		refill = cached < c->low_watermark;
+		/* back here at the low watermark; or only once the list is
+		 * empty, when a chain is ready or the refill was raised */
+		c->alloc_floor = refill || cached > cnt ? 0 : c->low_watermark;
 	}
 	cache_exit(c, shared, g);
 
-	/* a batch waiting in the mailbox is taken at the next allocation */
-	if (cnt < c->low_watermark && mailbox_empty(&c->refill_llist))
+	if (refill)
 		irq_work_queue(&c->refill_work);
 	/* an empty private cache (e.g. a virtual CPU's first use, before its
 	 * refill lands) borrows from the shared CPU */
-	if (unlikely(!llnode) && !shared && c->shared)
-		return unit_alloc_slow(c->shared, true);
+	if (unlikely(!llnode) && !shared)
+		return unit_alloc_slow(tmpl, tmpl);
 	return llnode;
 }
 
-/* The common case: an owned CPU whose list is above the low watermark. */
-static __always_inline void *unit_alloc(struct bpf_mem_cache *c)
+/* The common case: an owned CPU whose list is above its floor. */
+static __always_inline struct llist_node *unit_alloc_fast(struct bpf_mem_cache *c)
 {
+	struct llist_node *llnode = NULL;
+
 	if (likely(local_try_enter(&c->active))) {
-		struct llist_node *llnode = c->free_llist.first;
 		int cnt = atomic_load_explicit(&c->free_cnt, memory_order_relaxed);
 
-		if (likely(llnode && cnt > c->low_watermark)) {
+		/* the floor is never below 0, so the list is not empty */
+		if (likely(cnt > c->alloc_floor)) {
+			llnode = c->free_llist.first;
 			c->free_llist.first = llnode->next;
 			atomic_store_explicit(&c->free_cnt, cnt - 1, memory_order_relaxed);
 			debug_obj_allocated(c, llnode);
 			*(struct bpf_mem_cache **)llnode = c;
-			local_exit(&c->active);
-			return llnode;
 		}
 		local_exit(&c->active);
 	}
-	return unit_alloc_slow(c, false);
+	return llnode;
 }
 
-static __noinline void unit_free_slow(struct bpf_mem_cache *c, struct llist_node *llnode,
-				      bool shared)
+static void unit_free_slow(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl,
+			   struct llist_node *llnode)
 {
+	bool shared = c == tmpl, raise = false;
 	struct cache_guard g = cache_enter(c, shared);
-	bool trimmed = false;
 
 	if (likely(g.entered)) {
-		int cnt;
-
-		__llist_add(llnode, &c->free_llist);
-		cnt = free_cnt_add(c, 1);
-		if (cnt > c->high_watermark)
-			trimmed = trim(c);
-	} else {
-		/* A free cannot fail: park it on the atomic list; the refill
-		 * drains it.  Atomic because a handler may interrupt this. */
+		if (unlikely(!cache_is_set_up(c)))
+			cache_setup(c, tmpl);
+		if (free_note(c, llnode, true)) {
+			__llist_add(llnode, &c->free_llist);
+			if (free_cnt_add(c, 1) > c->high_watermark)
+				raise = trim(c);
+		}
+	} else if (!cache_is_set_up(c) || free_note(c, llnode, true)) {
+		/* A free cannot fail: park it on the atomic list; the owner
+		 * takes it once its list runs dry, or the refill does.  Atomic
+		 * because a handler may interrupt this.  A copy being set up
+		 * right now raises the work itself when it is done. */
 		llist_add(llnode, &c->free_llist_extra);
+		raise = cache_is_set_up(c);
 	}
 	cache_exit(c, shared, g);
 
-	if (unlikely(trimmed))
+	if (unlikely(raise))
 		irq_work_queue(&c->refill_work);
 }
 
-static __always_inline void unit_free(struct bpf_mem_cache *c, void *ptr)
+static __always_inline bool unit_free_fast(struct bpf_mem_cache *c, struct llist_node *llnode)
 {
-	struct llist_node *llnode = (struct llist_node *)((char *)ptr - LLIST_NODE_SZ);
-
-	if (!debug_obj_freed(c, llnode, true))
-		return;
-	/* remember the cache that allocated it (the hint need not be exact) */
-	atomic_store_explicit(&c->tgt, *(struct bpf_mem_cache **)llnode, memory_order_relaxed);
+	bool done = false;
 
 	if (likely(local_try_enter(&c->active))) {
 		int cnt = atomic_load_explicit(&c->free_cnt, memory_order_relaxed);
 
-		if (likely(cnt < c->high_watermark)) {
-			__llist_add(llnode, &c->free_llist);
-			atomic_store_explicit(&c->free_cnt, cnt + 1, memory_order_relaxed);
-			local_exit(&c->active);
-			return;
+		if (likely(cnt < c->free_ceil)) {
+			if (free_note(c, llnode, true)) {
+				__llist_add(llnode, &c->free_llist);
+				atomic_store_explicit(&c->free_cnt, cnt + 1, memory_order_relaxed);
+			}
+			done = true;
 		}
 		local_exit(&c->active);
 	}
-	unit_free_slow(c, llnode, false);
+	return done;
 }
 
-static void unit_free_rcu(struct bpf_mem_cache *c, void *ptr)
-{
-	struct llist_node *llnode = (struct llist_node *)((char *)ptr - LLIST_NODE_SZ);
+/* ---- from an allocator to the caller's cache ---- */
 
-	/* readers may still look at it: poisoned after the grace period */
-	if (!debug_obj_freed(c, llnode, false))
+/* The shared CPU's copy, which is also every other copy's template. */
+static __always_inline struct bpf_mem_cache *cache_tmpl(void *pcpu, size_t stride, size_t off)
+{
+	return cache_on(pcpu, stride, off, SHARED_CPU);
+}
+
+static __always_inline struct llist_node *obj_node(void *ptr)
+{
+	return (struct llist_node *)((char *)ptr - LLIST_NODE_SZ);
+}
+
+/* Everything but the fast path: first use on this thread, no virtual CPU
+ * free, a list at its floor. */
+static __noinline void *cache_alloc_slow(void *pcpu, size_t stride, size_t off)
+{
+	struct bpf_mem_cache *tmpl = cache_tmpl(pcpu, stride, off);
+	struct llist_node *llnode;
+
+	llnode = unit_alloc_slow(cache_on(pcpu, stride, off, smp_processor_id()), tmpl);
+	return llnode ? (char *)llnode + LLIST_NODE_SZ : NULL;
+}
+
+static __noinline void cache_free_slow(void *pcpu, size_t stride, size_t off, void *ptr)
+{
+	unit_free_slow(cache_on(pcpu, stride, off, smp_processor_id()),
+		       cache_tmpl(pcpu, stride, off), obj_node(ptr));
+}
+
+static __always_inline void *cache_alloc(void *pcpu, size_t stride, size_t off)
+{
+	int cpu = bpfmem_this_cpu;
+
+	if (likely(cpu >= 0)) {
+		struct llist_node *llnode = unit_alloc_fast(cache_on(pcpu, stride, off, cpu));
+
+		if (likely(llnode))
+			return (char *)llnode + LLIST_NODE_SZ;
+	}
+	return cache_alloc_slow(pcpu, stride, off);
+}
+
+static __always_inline void cache_free(void *pcpu, size_t stride, size_t off, void *ptr)
+{
+	int cpu = bpfmem_this_cpu;
+
+	if (likely(cpu >= 0) && likely(unit_free_fast(cache_on(pcpu, stride, off, cpu),
+						      obj_node(ptr))))
 		return;
-	atomic_store_explicit(&c->tgt, *(struct bpf_mem_cache **)llnode, memory_order_relaxed);
+	cache_free_slow(pcpu, stride, off, ptr);
+}
+
+static void cache_free_rcu(void *pcpu, size_t stride, size_t off, void *ptr)
+{
+	struct bpf_mem_cache *tmpl = cache_tmpl(pcpu, stride, off);
+	struct bpf_mem_cache *c = cache_on(pcpu, stride, off, smp_processor_id());
+	struct llist_node *llnode = obj_node(ptr);
+
+	if (unlikely(!cache_is_set_up(c))) {
+		struct cache_guard g = cache_enter(c, c == tmpl);
+
+		if (g.entered && !cache_is_set_up(c))
+			cache_setup(c, tmpl);
+		cache_exit(c, c == tmpl, g);
+	}
+	/* readers may still look at it: poisoned after the grace period */
+	if (cache_is_set_up(c) && !free_note(c, llnode, false))
+		return;
 	/*
 	 * In the kernel free_by_rcu is private to the CPU and a twin
 	 * free_llist_extra_rcu takes re-entrant frees.  Here the refill thread
@@ -679,58 +888,12 @@ static void unit_free_rcu(struct bpf_mem_cache *c, void *ptr)
 	 * the start, which every context may push to; no twin is needed.
 	 */
 	llist_add(llnode, &c->free_by_rcu);
-	if (!atomic_load_explicit(&c->call_rcu_in_progress, memory_order_relaxed))
+	/* pairs with the fence in __free_by_rcu (store-load); a copy still
+	 * being set up (we interrupted it) raises the work when done */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (cache_is_set_up(c) &&
+	    !atomic_load_explicit(&c->call_rcu_in_progress, memory_order_relaxed))
 		irq_work_queue(&c->refill_work);
-}
-
-/* ---- from an allocator to the caller's cache ---- */
-
-static __always_inline struct bpf_mem_cache *cache_on(void *pcpu, size_t stride, size_t off,
-						      int cpu)
-{
-	return (struct bpf_mem_cache *)((char *)pcpu + (size_t)cpu * stride + off);
-}
-
-/* First use on this thread, or no virtual CPU free. */
-static __noinline void *cache_alloc_slow(void *pcpu, size_t stride, size_t off)
-{
-	int cpu = smp_processor_id();
-
-	return unit_alloc_slow(cache_on(pcpu, stride, off, cpu), cpu == SHARED_CPU);
-}
-
-static __noinline void cache_free_slow(void *pcpu, size_t stride, size_t off, void *ptr)
-{
-	struct llist_node *llnode = (struct llist_node *)((char *)ptr - LLIST_NODE_SZ);
-	int cpu = smp_processor_id();
-	struct bpf_mem_cache *c = cache_on(pcpu, stride, off, cpu);
-
-	if (!debug_obj_freed(c, llnode, true))
-		return;
-	atomic_store_explicit(&c->tgt, *(struct bpf_mem_cache **)llnode, memory_order_relaxed);
-	unit_free_slow(c, llnode, cpu == SHARED_CPU);
-}
-
-static __always_inline void *cache_alloc(void *pcpu, size_t stride, size_t off)
-{
-	int cpu = bpfmem_this_cpu;
-	void *ret;
-
-	if (likely(cpu >= 0))
-		ret = unit_alloc(cache_on(pcpu, stride, off, cpu));
-	else
-		ret = cache_alloc_slow(pcpu, stride, off);
-	return ret ? (char *)ret + LLIST_NODE_SZ : NULL;
-}
-
-static __always_inline void cache_free(void *pcpu, size_t stride, size_t off, void *ptr)
-{
-	int cpu = bpfmem_this_cpu;
-
-	if (likely(cpu >= 0))
-		unit_free(cache_on(pcpu, stride, off, cpu), ptr);
-	else
-		cache_free_slow(pcpu, stride, off, ptr);
 }
 
 static __always_inline struct bpf_mem_cache *owner_cache(void *ptr)
@@ -740,70 +903,70 @@ static __always_inline struct bpf_mem_cache *owner_cache(void *ptr)
 
 #define CACHE_OFF(idx) ((size_t)(idx) * sizeof(struct bpf_mem_cache))
 
+/* The entry points check what costs nothing on the fast path: a NULL or
+ * zeroed (never initialised, or destroyed) allocator. */
+static __always_inline bool ma_is(const struct bpf_mem_alloc *ma, unsigned int magic)
+{
+	return likely(ma) && likely(ma->magic == magic);
+}
+
 __public void *bpf_mem_alloc(struct bpf_mem_alloc *ma, size_t size)
 {
-	int idx;
+	size_t hdr;
 
-	if (unlikely(!ma || ma->magic != BPFMEM_MAGIC_ANY || !size ||
-		     size > BPF_MEM_ALLOC_SIZE_MAX))
+	if (unlikely(!ma_is(ma, BPFMEM_MAGIC_ANY)))
 		return NULL;
-	if (!ma->percpu)
-		size += LLIST_NODE_SZ;
-	idx = bpf_mem_cache_idx(size);
-	if (unlikely(idx < 0))
+	/* per-CPU units carry no header; 0 wraps around and fails too */
+	hdr = ma->percpu ? 0 : LLIST_NODE_SZ;
+	if (unlikely(size - 1 >= BPF_MEM_ALLOC_SIZE_MAX - hdr))
 		return NULL;
-	return cache_alloc(ma->caches, CACHES_STRIDE, CACHE_OFF(idx));
+	return cache_alloc(ma->caches, CACHES_STRIDE, CACHE_OFF(size_to_cache_idx(size + hdr)));
 }
 
 __public void bpf_mem_free(struct bpf_mem_alloc *ma, void *ptr)
 {
-	if (unlikely(!ptr || !ma || ma->magic != BPFMEM_MAGIC_ANY))
+	if (unlikely(!ptr || !ma_is(ma, BPFMEM_MAGIC_ANY)))
 		return;
 	if (!debug_header_ok(ma->caches, CACHES_STRIDE, ptr))
 		return;
 	cache_free(ma->caches, CACHES_STRIDE, owner_cache(ptr)->class_off, ptr);
 }
 
-static void free_rcu_to(void *pcpu, size_t stride, size_t off, void *ptr)
-{
-	unit_free_rcu(cache_on(pcpu, stride, off, smp_processor_id()), ptr);
-}
-
 __public void bpf_mem_free_rcu(struct bpf_mem_alloc *ma, void *ptr)
 {
-	if (unlikely(!ptr || !ma || ma->magic != BPFMEM_MAGIC_ANY))
+	if (unlikely(!ptr || !ma_is(ma, BPFMEM_MAGIC_ANY)))
 		return;
 	if (!debug_header_ok(ma->caches, CACHES_STRIDE, ptr))
 		return;
-	free_rcu_to(ma->caches, CACHES_STRIDE, owner_cache(ptr)->class_off, ptr);
+	cache_free_rcu(ma->caches, CACHES_STRIDE, owner_cache(ptr)->class_off, ptr);
 }
 
 __public void *bpf_mem_cache_alloc(struct bpf_mem_alloc *ma)
 {
-	if (unlikely(!ma || ma->magic != BPFMEM_MAGIC_FIXED))
+	if (unlikely(!ma_is(ma, BPFMEM_MAGIC_FIXED)))
 		return NULL;
 	return cache_alloc(ma->cache, CACHE_STRIDE, 0);
 }
 
 __public void bpf_mem_cache_free(struct bpf_mem_alloc *ma, void *ptr)
 {
-	if (unlikely(!ptr || !ma || ma->magic != BPFMEM_MAGIC_FIXED))
+	if (unlikely(!ptr || !ma_is(ma, BPFMEM_MAGIC_FIXED)))
 		return;
 	cache_free(ma->cache, CACHE_STRIDE, 0, ptr);
 }
 
 __public void bpf_mem_cache_free_rcu(struct bpf_mem_alloc *ma, void *ptr)
 {
-	if (unlikely(!ptr || !ma || ma->magic != BPFMEM_MAGIC_FIXED))
+	if (unlikely(!ptr || !ma_is(ma, BPFMEM_MAGIC_FIXED)))
 		return;
-	free_rcu_to(ma->cache, CACHE_STRIDE, 0, ptr);
+	cache_free_rcu(ma->cache, CACHE_STRIDE, 0, ptr);
 }
 
 __public void bpf_mem_cache_raw_free(void *ptr)
 {
 	if (!ptr)
 		return;
-	free_one(owner_cache(ptr), (char *)ptr - LLIST_NODE_SZ);
+	free_one(owner_cache(ptr), obj_node(ptr));
 }
 
 __public void *bpf_mem_cache_alloc_flags(struct bpf_mem_alloc *ma, unsigned int gfp)
@@ -814,10 +977,12 @@ __public void *bpf_mem_cache_alloc_flags(struct bpf_mem_alloc *ma, unsigned int 
 	if (unlikely(gfp & ~BPFMEM_GFP_KERNEL))
 		return NULL;
 	ret = bpf_mem_cache_alloc(ma);
-	if (ret || gfp != BPFMEM_GFP_KERNEL || !ma || ma->magic != BPFMEM_MAGIC_FIXED)
+	if (ret || gfp != BPFMEM_GFP_KERNEL || !ma_is(ma, BPFMEM_MAGIC_FIXED))
 		return ret;
-	/* may block: straight to the backend, as the kernel does for GFP_KERNEL */
-	c = cache_on(ma->cache, CACHE_STRIDE, 0, smp_processor_id());
+	/* may block: straight to the backend, as the kernel does for
+	 * GFP_KERNEL; the object belongs to the shared CPU's copy, which is
+	 * always set up */
+	c = cache_tmpl(ma->cache, CACHE_STRIDE, 0);
 	ret = __alloc(c);
 	if (!ret)
 		return NULL;
@@ -838,67 +1003,65 @@ __public int bpf_mem_alloc_check_size(bool percpu, size_t size)
 
 static void init_refill_work(struct bpf_mem_cache *c)
 {
+	int unit_size = atomic_load_explicit(&c->unit_size, memory_order_relaxed);
+
 	init_irq_work(&c->refill_work, bpf_mem_refill);
 	if (c->percpu_size) {
 		c->low_watermark = 1;
 		c->high_watermark = 3;
-	} else if (c->unit_size <= 256) {
+	} else if (unit_size <= 256) {
 		c->low_watermark = 32;
 		c->high_watermark = 96;
 	} else {
 		/* 4096-byte units: low 2, high 6, batch 3; 8192 and up: 1, 3, 1 */
-		c->low_watermark = max(32 * 256 / c->unit_size, 1);
-		c->high_watermark = max(96 * 256 / c->unit_size, 3);
+		c->low_watermark = max(32 * 256 / unit_size, 1);
+		c->high_watermark = max(96 * 256 / unit_size, 3);
 	}
 	c->batch = max((c->high_watermark - c->low_watermark) / 4 * 3, 1);
+	c->alloc_floor = c->low_watermark;
+	c->free_ceil = c->high_watermark;
 }
 
-/*
- * Prefill the CPUs in use now (and the shared one); the others are filled
- * by their first refill, and borrow from the shared CPU until it lands.
- * Assume a first run does no more than 4 small allocations per CPU.
- */
-static void prefill_mem_cache(struct bpf_mem_cache *c, int cpu)
+/* Assume a first run does no more than 4 small allocations per CPU.  The
+ * caller holds the cache (init, or its owner inside `active`). */
+static void prefill_mem_cache(struct bpf_mem_cache *c)
 {
-	int cnt = 1;
-
-	if (cpu != SHARED_CPU && cpu != bpfmem_current_cpu() && !cpu_in_use(cpu))
-		return;
-	if (!c->percpu_size && c->unit_size <= 256)
-		cnt = 4;
-	alloc_bulk(c, cnt, true);
-	c->prefilled = true;
+	alloc_bulk(c, !c->percpu_size && c->unit_size <= 256 ? 4 : 1, true);
 }
 
-/* The caller owns `cpu` now; its own handlers may use the cache, hence
- * `active`. */
-static void prefill_on_attach(struct bpf_mem_cache *c, void *arg)
-{
-	int cpu = *(int *)arg;
-
-	if (c->cpu != cpu || c->prefilled)
-		return;
-	if (local_inc_return(&c->active) == 1) {
-		prefill_mem_cache(c, cpu);
-		c->prefilled = true;
-	}
-	local_dec(&c->active);
-}
-
+/* The shared CPU's copy of a class: set up, prefilled, and the template
+ * of the other CPUs' copies.  Nothing uses it yet. */
 static void init_cache(struct bpf_mem_cache *c, void *pcpu, size_t stride, size_t off,
-		       int cpu, int unit_size, int percpu_size, struct bpfmem_objcg *objcg)
+		       int unit_size, int percpu_size, struct bpfmem_objcg *objcg)
 {
-	c->unit_size = unit_size;
 	c->class_off = off;
 	c->percpu_size = percpu_size;
 	c->objcg = objcg;
-	c->cpu = cpu;
-	c->shared = cache_on(pcpu, stride, off, SHARED_CPU);
+	c->cpu = SHARED_CPU;
+	c->shared = c;
 	c->pcpu_base = pcpu;
 	c->pcpu_stride = stride;
 	atomic_store_explicit(&c->tgt, c, memory_order_relaxed);
+	atomic_store_explicit(&c->unit_size, unit_size, memory_order_relaxed);
 	init_refill_work(c);
-	prefill_mem_cache(c, cpu);
+	prefill_mem_cache(c);
+	atomic_store_explicit(&c->unit_size, unit_size, memory_order_release);
+}
+
+/*
+ * CPU hotplug, as far as a process has it: the caller has just become the
+ * owner of `cpu` (process context).  Set up and prefill its copies that are
+ * not set up yet, inside `active`: its own handlers may use them already.
+ * At init (`ma` not published yet) this also serves the CPUs in use then.
+ */
+static void setup_on_cpu(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl, void *arg)
+{
+	(void)arg;
+	if (local_inc_return(&c->active) == 1 && !cache_is_set_up(c)) {
+		cache_setup(c, tmpl);
+		prefill_mem_cache(c);
+	}
+	local_dec(&c->active);
 }
 
 static void ma_register(struct bpf_mem_alloc *ma)
@@ -936,9 +1099,25 @@ static int ma_prepare(struct bpf_mem_alloc *ma)
 	return err;
 }
 
+/* `tmpl`: the class's shared copy, the template of the others */
+typedef void (*cache_fn)(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl, void *arg);
+
+static void for_each_cache_on(struct bpf_mem_alloc *ma, int cpu, cache_fn fn, void *arg);
+
+/* Set up and prefill the copies of the CPUs owned now, and the caller's:
+ * `ma` is not published yet, so nothing else touches them. */
+static void setup_cpus_in_use(struct bpf_mem_alloc *ma)
+{
+	int self = bpfmem_current_cpu();
+
+	for (int cpu = 0; cpu < nr_cpu_ids; cpu++)
+		if (cpu == self || cpu_in_use(cpu))
+			for_each_cache_on(ma, cpu, setup_on_cpu, NULL);
+}
+
 __public int bpf_mem_alloc_init(struct bpf_mem_alloc *ma, int size, bool percpu)
 {
-	int cpu, i, unit_size, percpu_size = 0;
+	int i, unit_size, percpu_size = 0;
 	struct bpfmem_objcg *objcg;
 	void *pcpu;
 	int err;
@@ -962,20 +1141,18 @@ __public int bpf_mem_alloc_init(struct bpf_mem_alloc *ma, int size, bool percpu)
 
 	if (size) {
 		unit_size = percpu ? size : size + (int)LLIST_NODE_SZ;
-		for_each_possible_cpu(cpu)
-			init_cache(cache_on(pcpu, CACHE_STRIDE, 0, cpu), pcpu, CACHE_STRIDE, 0, cpu,
-				   unit_size, percpu_size, objcg);
+		init_cache(cache_tmpl(pcpu, CACHE_STRIDE, 0), pcpu, CACHE_STRIDE, 0, unit_size,
+			   percpu_size, objcg);
 		ma->cache = pcpu;
 		ma->magic = BPFMEM_MAGIC_FIXED;
 	} else {
-		for_each_possible_cpu(cpu)
-			for (i = 0; i < NUM_CACHES; i++)
-				init_cache(cache_on(pcpu, CACHES_STRIDE, CACHE_OFF(i), cpu), pcpu,
-					   CACHES_STRIDE, CACHE_OFF(i), cpu, bpf_mem_sizes[i],
-					   percpu_size, objcg);
+		for (i = 0; i < NUM_CACHES; i++)
+			init_cache(cache_tmpl(pcpu, CACHES_STRIDE, CACHE_OFF(i)), pcpu,
+				   CACHES_STRIDE, CACHE_OFF(i), bpf_mem_sizes[i], percpu_size, objcg);
 		ma->caches = pcpu;
 		ma->magic = BPFMEM_MAGIC_ANY;
 	}
+	setup_cpus_in_use(ma);
 	ma_register(ma);
 	return 0;
 }
@@ -998,24 +1175,30 @@ __public int bpf_mem_alloc_percpu_init(struct bpf_mem_alloc *ma, struct bpfmem_o
 	return 0;
 }
 
+/*
+ * Writes only the class's shared copy (not set up until published, so a
+ * thread that uses the shared CPU meanwhile finds nothing there) and the
+ * caller's own copy: every other CPU's copy is set up by its owner on first
+ * use, so other threads may allocate from other classes meanwhile.
+ */
 __public int bpf_mem_alloc_percpu_unit_init(struct bpf_mem_alloc *ma, int size)
 {
-	int cpu, i, percpu_size = LLIST_NODE_SZ + sizeof(void *);
+	int i, self = bpfmem_current_cpu();
+	struct bpf_mem_cache *tmpl;
 
 	if (!ma || ma->magic != BPFMEM_MAGIC_ANY || !ma->percpu)
 		return -EINVAL;
 	i = bpf_mem_cache_idx(size < 0 ? 0 : (size_t)size);
 	if (i < 0)
 		return -EINVAL;
-	/* ma is registered: keep attach-time prefill off half-made caches */
+	tmpl = cache_tmpl(ma->caches, CACHES_STRIDE, CACHE_OFF(i));
+	/* serialised with attach-time set-up, which reads the template */
 	pthread_mutex_lock(&ma_lock);
-	for_each_possible_cpu(cpu) {
-		struct bpf_mem_cache *c = cache_on(ma->caches, CACHES_STRIDE, CACHE_OFF(i), cpu);
-
-		if (c->unit_size)
-			break;	/* this class was set up before */
-		init_cache(c, ma->caches, CACHES_STRIDE, CACHE_OFF(i), cpu, bpf_mem_sizes[i],
-			   percpu_size, ma->objcg);
+	if (!cache_is_set_up(tmpl)) {
+		init_cache(tmpl, ma->caches, CACHES_STRIDE, CACHE_OFF(i), bpf_mem_sizes[i],
+			   LLIST_NODE_SZ + sizeof(void *), ma->objcg);
+		if (self >= 0)
+			setup_on_cpu(cache_on(ma->caches, CACHES_STRIDE, CACHE_OFF(i), self), tmpl, NULL);
 	}
 	pthread_mutex_unlock(&ma_lock);
 	return 0;
@@ -1034,17 +1217,18 @@ static void drain_mem_cache(struct bpf_mem_cache *c)
 	free_all(c, waiting_ttrace);
 	free_all(c, __llist_del_all(&c->free_llist));
 	atomic_store_explicit(&c->free_cnt, 0, memory_order_relaxed);
-	free_all(c, llist_del_all(&c->refill_llist));
+	for (int i = 0; i < REUSE_SLOTS; i++) {
+		struct llist_node *chain = atomic_exchange(&c->reuse[i].chain, NULL);
+
+		if (chain != REUSE_BUSY)
+			free_all(c, chain);
+	}
 	free_all(c, llist_del_all(&c->trim_llist));
 	free_all(c, llist_del_all(&c->free_llist_extra));
 	free_all(c, llist_del_all(&c->free_by_rcu));
 	/* a callback may be moving this list right now; it sees `draining` */
 	free_all(c, llist_del_all(&c->waiting_for_gp));
 }
-
-typedef void (*cache_fn)(struct bpf_mem_cache *c, void *arg);
-
-static void for_each_cache_on(struct bpf_mem_alloc *ma, int cpu, cache_fn fn, void *arg);
 
 static void for_each_cache(struct bpf_mem_alloc *ma, cache_fn fn, void *arg)
 {
@@ -1054,14 +1238,14 @@ static void for_each_cache(struct bpf_mem_alloc *ma, cache_fn fn, void *arg)
 		for_each_cache_on(ma, cpu, fn, arg);
 }
 
-static void stop_cache(struct bpf_mem_cache *c, void *arg)
+static void stop_cache(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl, void *arg)
 {
 	(void)arg;
 	atomic_store(&c->draining, true);
 	irq_work_sync(&c->refill_work);
 }
 
-static void drain_cache(struct bpf_mem_cache *c, void *arg)
+static void drain_cache(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl, void *arg)
 {
 	int *callbacks = arg;
 
@@ -1070,7 +1254,7 @@ static void drain_cache(struct bpf_mem_cache *c, void *arg)
 	*callbacks += atomic_load_explicit(&c->callbacks_queued, memory_order_acquire);
 }
 
-static void count_outstanding(struct bpf_mem_cache *c, void *arg)
+static void count_outstanding(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl, void *arg)
 {
 	long *outstanding = arg;
 
@@ -1126,17 +1310,19 @@ __public void bpfmem_rcu_barrier(void)
 	}
 }
 
+/* Every copy on `cpu` of the classes that are set up (copies a CPU has not
+ * used yet are zeroed: every list empty, no work queued). */
 static void for_each_cache_on(struct bpf_mem_alloc *ma, int cpu, cache_fn fn, void *arg)
 {
-	if (ma->cache) {
-		fn(cache_on(ma->cache, CACHE_STRIDE, 0, cpu), arg);
-		return;
-	}
-	for (int i = 0; i < NUM_CACHES; i++) {
-		struct bpf_mem_cache *c = cache_on(ma->caches, CACHES_STRIDE, CACHE_OFF(i), cpu);
+	void *pcpu = ma->cache ? (void *)ma->cache : (void *)ma->caches;
+	size_t stride = ma->cache ? CACHE_STRIDE : CACHES_STRIDE;
+	int n = ma->cache ? 1 : NUM_CACHES;
 
-		if (c->unit_size)
-			fn(c, arg);
+	for (int i = 0; i < n; i++) {
+		struct bpf_mem_cache *tmpl = cache_tmpl(pcpu, stride, CACHE_OFF(i));
+
+		if (cache_is_set_up(tmpl))
+			fn(cache_on(pcpu, stride, CACHE_OFF(i), cpu), tmpl, arg);
 	}
 }
 
@@ -1144,7 +1330,7 @@ void memalloc_cpu_online(int cpu)
 {
 	pthread_mutex_lock(&ma_lock);
 	for (struct bpf_mem_alloc *ma = ma_list; ma; ma = ma->next_ma)
-		for_each_cache_on(ma, cpu, prefill_on_attach, &cpu);
+		for_each_cache_on(ma, cpu, setup_on_cpu, NULL);
 	pthread_mutex_unlock(&ma_lock);
 }
 
@@ -1162,14 +1348,27 @@ void memalloc_after_fork_parent(void)
 	pthread_mutex_unlock(&ma_lock);
 }
 
-/* Threads that vanished in the fork may have been inside a cache. */
-static void reset_cache_guards(struct bpf_mem_cache *c, void *arg)
+/*
+ * Threads that vanished in the fork may have been anywhere in the library:
+ * inside a cache (its guard stays taken), between claiming a reuse slot and
+ * filling it (the slot stays busy; the chain they held is lost with them),
+ * or between marking the refill work pending and queueing it (no raise
+ * would ever queue it again, and destroy would wait for it forever).
+ */
+static void fork_child_reset(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl, void *arg)
 {
 	int self = *(int *)arg;
 
 	if (c->cpu != self)
 		c->active.counter = 0;
 	atomic_store(&c->shared_lock, 0);
+	for (int i = 0; i < REUSE_SLOTS; i++) {
+		struct llist_node *busy = REUSE_BUSY;
+
+		atomic_compare_exchange_strong(&c->reuse[i].chain, &busy, NULL);
+	}
+	if (cache_is_set_up(c))
+		irq_work_fork_fixup(&c->refill_work);
 }
 
 void memalloc_after_fork_child(void)
@@ -1177,7 +1376,7 @@ void memalloc_after_fork_child(void)
 	int self = bpfmem_current_cpu();
 
 	for (struct bpf_mem_alloc *ma = ma_list; ma; ma = ma->next_ma)
-		for_each_cache(ma, reset_cache_guards, &self);
+		for_each_cache(ma, fork_child_reset, &self);
 	pthread_mutex_unlock(&ttrace_lock);
 	pthread_mutex_unlock(&ma_lock);
 }

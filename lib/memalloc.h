@@ -28,12 +28,39 @@
  * shared CPU: inside `shared_lock`).  "Refill" is the refill thread running
  * this cache's refill_work; a work item never runs concurrently with itself.
  * "Callback" is a liburcu call_rcu thread running __free_by_rcu/__free_rcu.
- * Objects cross between owner and refill only through the two mailboxes and
- * the atomic lists; the owner's free_llist stays private.
+ * "Anyone" is any thread or signal handler.  The owner's free_llist stays
+ * private; objects reach it from elsewhere only through the reuse slots.
  */
+
+/* One ready chain of objects for the owner: see reuse_put()/reuse_take(). */
+#define REUSE_SLOTS	4
+#define REUSE_BUSY	((struct llist_node *)1)
+
+struct reuse_slot {
+	/* NULL: free.  REUSE_BUSY: claimed by a producer (anyone) with a CAS
+	 * from NULL, which fills `cnt` and then publishes the chain (release).
+	 * A chain: NULL-terminated, `cnt` objects; only the owner empties it
+	 * (acquire load, read cnt, release store of NULL). */
+	_Atomic(struct llist_node *) chain;
+	_Atomic int cnt;
+};
+
 struct bpf_mem_cache {
-	/* --- set at init, read-only afterwards: read by every thread --- */
-	int unit_size;			/* object size incl. header (per-CPU: unit size) */
+	/* --- owner, inside active: all the fast paths touch, one line --- */
+	struct __llist_head free_llist;
+	_Atomic int free_cnt;		/* owner writes; refill and stats read racily */
+	int alloc_floor;		/* alloc stays on the fast path while free_cnt > this */
+	int free_ceil;			/* free stays on the fast path while free_cnt < this */
+	local_t active;			/* re-entry guard: owner and its handlers */
+	/* origin hint of the last free (the kernel's tgt): written by every
+	 * thread that frees here (one owner, or many on the shared CPU),
+	 * read by the owner's trim and by refill/callbacks; any value it ever
+	 * held is a cache of the same class, so a racy read is harmless */
+	_Atomic(struct bpf_mem_cache *) tgt;
+
+	/* --- set at init (owned CPUs: at first use), read-only afterwards.
+	 * unit_size is published last (release): 0 means "not set up" --- */
+	_Atomic int unit_size;		/* object size incl. header (per-CPU: unit size) */
 	int percpu_size;		/* 0, or size of the [node][pptr] holder */
 	int low_watermark, high_watermark, batch;
 	int cpu;			/* virtual CPU of this copy, SHARED_CPU for the shared one */
@@ -43,34 +70,25 @@ struct bpf_mem_cache {
 	void *pcpu_base;		/* the allocator's per-CPU area of caches */
 	unsigned int pcpu_stride;	/* and its stride (debug checks) */
 
-	/* --- owner, inside active: the fast path touches this line only --- */
-	struct __llist_head free_llist ____cacheline_aligned;
-	_Atomic int free_cnt;		/* owner writes; refill and stats read racily */
-	local_t active;			/* re-entry guard: owner and its handlers */
+	/* --- owner --- */
 	_Atomic int shared_lock;	/* shared CPU only: stands in for ownership */
-	bool prefilled;			/* init or the first explicit owner filled it */
-	_Atomic(struct bpf_mem_cache *) tgt;	/* origin hint of the last free: owner writes, refill reads */
-	_Atomic unsigned long trims;	/* owner increments (no RMW: single writer) */
+	_Atomic unsigned long trims;	/* owner increments (no RMW: single writer per lock) */
 
-	/*
-	 * --- mailboxes.  refill_llist: the refill thread is the only producer
-	 * and writes only into an empty box, the owner the only consumer, so
-	 * neither needs an RMW; refill_cnt is written before the box is
-	 * published and read by the owner before it empties the box.
-	 * trim_llist: the owner adds trimmed objects with a CAS (it is the only
-	 * producer, but the box may still be full); the refill thread and (when
-	 * its list runs dry) the owner take it with an exchange. ---
-	 */
-	struct llist_head refill_llist ____cacheline_aligned;
-	_Atomic int refill_cnt;
+	/* --- chains ready for the owner: trims of any cache whose tgt is this
+	 * one, refill batches, objects whose RCU grace period ended --- */
+	struct reuse_slot reuse[REUSE_SLOTS] ____cacheline_aligned;
+
+	/* --- multi-producer lists, exchange-only consumers --- */
+	/* trims that found every reuse slot of their tgt taken: the owner adds
+	 * (CAS), refill takes all and sends them through the grace periods */
 	struct llist_head trim_llist;
-
-	/* --- multi-producer lists --- */
 	struct llist_head free_llist_extra;	/* frees that found active held; refill drains */
-	struct llist_head free_by_rcu;		/* *_free_rcu objects; refill or the callback takes all */
-	/* filled (release) while !call_rcu_in_progress, emptied by the callback */
+	struct llist_head free_by_rcu;		/* *_free_rcu objects; refill takes all */
+	/* filled (release) while call_rcu_in_progress, emptied by the callback;
+	 * tail and count are written before the list is published */
 	struct llist_head waiting_for_gp;
-	struct llist_node *waiting_for_gp_tail;	/* written before waiting_for_gp is published */
+	struct llist_node *waiting_for_gp_tail;
+	int waiting_for_gp_cnt;
 	_Atomic int call_rcu_in_progress;	/* refill sets, __free_by_rcu clears */
 	struct rcu_head rcu;
 
@@ -100,10 +118,26 @@ struct bpf_mem_caches {
  * the fast path finds its cache with a shift instead of a multiply.  The
  * per-CPU areas are allocated with exactly these copy sizes. */
 #define CACHE_STRIDE	512
-#define CACHES_STRIDE	4096
+#define CACHES_STRIDE	8192
 _Static_assert(sizeof(struct bpf_mem_cache) <= CACHE_STRIDE, "CACHE_STRIDE too small");
 _Static_assert(sizeof(struct bpf_mem_caches) <= CACHES_STRIDE, "CACHES_STRIDE too small");
 
 extern const int bpf_mem_sizes[NUM_CACHES] __hidden;
+
+/* Objects waiting in c's ready chains: exact for the owner (only it
+ * empties a slot), racy for anyone else. */
+static inline int reuse_ready(struct bpf_mem_cache *c)
+{
+	int n = 0;
+
+	for (int i = 0; i < REUSE_SLOTS; i++) {
+		struct llist_node *chain = atomic_load_explicit(&c->reuse[i].chain,
+								memory_order_acquire);
+
+		if (chain && chain != REUSE_BUSY)
+			n += atomic_load_explicit(&c->reuse[i].cnt, memory_order_relaxed);
+	}
+	return n;
+}
 
 #endif /* BPFMEM_MEMALLOC_H */

@@ -30,23 +30,27 @@ __public int bpfmem_cache_stats(const struct bpf_mem_alloc *ma, int idx,
 {
 	struct bpfmem_cache_stats out = { .sz = sizeof(out) };
 	int cpu, n = bpfmem_nr_size_classes(ma);
+	struct bpf_mem_cache *c;
 
 	if (n <= 0 || idx < 0 || idx >= n || !st || st->sz < sizeof(out))
 		return -EINVAL;
+	/* the shared CPU's copy is set up with the class, and is the
+	 * template of the others, which are set up at their first use */
+	c = class_on(ma, idx, SHARED_CPU);
+	if (!atomic_load_explicit(&c->unit_size, memory_order_acquire))
+		return -ENOENT;	/* per-CPU class never set up */
+	out.unit_size = c->unit_size;
+	out.low_watermark = c->low_watermark;
+	out.high_watermark = c->high_watermark;
+	out.batch = c->batch;
 	for_each_possible_cpu(cpu) {
-		struct bpf_mem_cache *c = class_on(ma, idx, cpu);
 		int cnt;
 
-		if (!c->unit_size)
-			return -ENOENT;	/* per-CPU class never set up */
-		out.unit_size = c->unit_size;
-		out.low_watermark = c->low_watermark;
-		out.high_watermark = c->high_watermark;
-		out.batch = c->batch;
-		cnt = atomic_load_explicit(&c->free_cnt, memory_order_relaxed);
-		/* a refill batch the owner has not taken yet is cached too */
-		if (atomic_load_explicit(&c->refill_llist.first, memory_order_relaxed))
-			cnt += atomic_load_explicit(&c->refill_cnt, memory_order_relaxed);
+		c = class_on(ma, idx, cpu);
+		if (!atomic_load_explicit(&c->unit_size, memory_order_acquire))
+			continue;
+		/* ready chains the owner has not taken yet are cached too */
+		cnt = atomic_load_explicit(&c->free_cnt, memory_order_relaxed) + reuse_ready(c);
 		if (cnt > 0) {
 			out.cached += cnt;
 			out.cpus_used++;

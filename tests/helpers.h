@@ -76,10 +76,11 @@ static inline int t_free_cnt(struct bpf_mem_cache *c)
 	return atomic_load(&c->free_cnt);
 }
 
-/* Objects of a finished refill waiting in the owner's mailbox. */
+/* Objects in ready chains (refill batches, trims, RCU-freed batches)
+ * waiting for the owner in its reuse slots. */
 static inline unsigned long t_mailbox_cnt(struct bpf_mem_cache *c)
 {
-	return llist_count(atomic_load(&c->refill_llist.first));
+	return (unsigned long)reuse_ready(c);
 }
 
 /*
@@ -94,6 +95,38 @@ static inline unsigned long t_mailbox_cnt(struct bpf_mem_cache *c)
 		cmocka_set_test_filter(__f);				\
 	cmocka_run_group_tests(tests, t_attach_cpu0, NULL);		\
 })
+
+/* Is `obj` in one of c's ready chains (waiting in a reuse slot)? */
+static inline bool t_ready_holds(struct bpf_mem_cache *c, const void *obj)
+{
+	for (int i = 0; i < REUSE_SLOTS; i++)
+		for (struct llist_node *n = atomic_load(&c->reuse[i].chain);
+		     n && n != REUSE_BUSY; n = n->next)
+			if ((char *)n + T_HDR == (const char *)obj)
+				return true;
+	return false;
+}
+
+/* Takes every free reuse slot of c (as a producer stuck between claiming
+ * and filling would), so that what would go there takes the grace-period
+ * path instead; t_slots_release() undoes it. */
+static inline void t_slots_block(struct bpf_mem_cache *c)
+{
+	for (int i = 0; i < REUSE_SLOTS; i++) {
+		struct llist_node *none = NULL;
+
+		atomic_compare_exchange_strong(&c->reuse[i].chain, &none, REUSE_BUSY);
+	}
+}
+
+static inline void t_slots_release(struct bpf_mem_cache *c)
+{
+	for (int i = 0; i < REUSE_SLOTS; i++) {
+		struct llist_node *busy = REUSE_BUSY;
+
+		atomic_compare_exchange_strong(&c->reuse[i].chain, &busy, NULL);
+	}
+}
 
 static inline struct bpfmem_cache_stats t_stats(const struct bpf_mem_alloc *ma, int idx)
 {

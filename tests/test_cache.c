@@ -87,7 +87,7 @@ struct marks {
 static void assert_marks(const struct bpf_mem_alloc *ma, int idx, const struct marks *m)
 {
 	struct bpfmem_cache_stats st = t_stats(ma, idx);
-	int cpus[] = { 0, 1, bpfmem_nr_cpus() - 1, bpfmem_nr_cpus() /* shared */ };
+	int cpus[] = { 0, bpfmem_nr_cpus() /* shared */ };
 
 	assert_int_equal(st.unit_size, m->unit);
 	assert_int_equal(st.low_watermark, m->low);
@@ -101,6 +101,9 @@ static void assert_marks(const struct bpf_mem_alloc *ma, int idx, const struct m
 		assert_int_equal(c->high_watermark, m->high);
 		assert_int_equal(c->batch, m->batch);
 	}
+	/* the copies of CPUs nobody used yet stay zeroed until their first use */
+	assert_int_equal(t_cache(ma, idx, 1)->unit_size, 0);
+	assert_int_equal(t_cache(ma, idx, bpfmem_nr_cpus() - 1)->unit_size, 0);
 }
 
 static void test_watermarks_of_every_any_size_class(void **state)
@@ -243,6 +246,8 @@ static void test_refill_batch_is_used_when_the_free_list_runs_dry(void **state)
  * ones until CPU 0's list crosses the high watermark (96) once.  Returns
  * how many are still held.
  */
+static unsigned long ready_before_trim;	/* ready chains just before the trim */
+
 static int hold_then_trim(struct bpf_mem_alloc *ma, void **held, int n)
 {
 	struct bpf_mem_cache *c = t_cache(ma, 0, 0);
@@ -257,6 +262,8 @@ static int hold_then_trim(struct bpf_mem_alloc *ma, void **held, int n)
 		cnt++;
 		assert_int_equal(t_free_cnt(c), cnt);
 	}
+	irq_work_flush();
+	ready_before_trim = t_mailbox_cnt(c);
 	bpf_mem_cache_free(ma, held[--n]);	/* 97 > high */
 	return n;
 }
@@ -273,16 +280,17 @@ static void test_free_above_high_watermark_trims_to_middle(void **state)
 	before = t_stats(&ma, 0);
 	s0 = t_slab();	/* the grace period may end before we look again */
 	n = hold_then_trim(&ma, held, 120);
-	/* (32 + 96) / 2 stay with the owner, 33 go to the refill thread */
+	/* (32 + 96) / 2 stay on the list, 33 wait ready for reuse by their
+	 * origin cache, which is this one: nothing goes to the refill thread */
 	assert_int_equal(t_free_cnt(t_cache(&ma, 0, 0)), 64);
-	irq_work_flush();
+	assert_int_equal(t_mailbox_cnt(t_cache(&ma, 0, 0)), ready_before_trim + 33);
 	assert_true(llist_empty(&t_cache(&ma, 0, 0)->trim_llist));
 	bpfmem_rcu_barrier();
 	s1 = t_slab();
 	after = t_stats(&ma, 0);
 	assert_int_equal(after.trims - before.trims, 1);
-	assert_int_equal(after.backend_frees - before.backend_frees, 33);
-	assert_int_equal(s1.frees - s0.frees, 33);
+	assert_int_equal(after.backend_frees - before.backend_frees, 0);
+	assert_int_equal(s1.frees - s0.frees, 0);
 	assert_int_equal(t_free_cnt(t_cache(&ma, 0, 0)), 64);
 	while (n)
 		bpf_mem_cache_free(&ma, held[--n]);
@@ -290,35 +298,50 @@ static void test_free_above_high_watermark_trims_to_middle(void **state)
 	free(held);
 }
 
-static void test_trimmed_objects_are_recycled_before_the_backend(void **state)
+static bool held_before(void **held, int n, void *p)
+{
+	for (int i = 0; i < n; i++)
+		if (held[i] == p)
+			return true;
+	return false;
+}
+
+/* The objects the trim cut off are the next ones handed out once the list
+ * runs dry, before anything new from the backend, with no refill needed. */
+static void test_trimmed_objects_are_reused_before_the_backend(void **state)
 {
 	static struct bpf_mem_alloc ma;
 	void **held = calloc(HOLD_MAX, sizeof(void *));
-	unsigned long refills0;
-	struct t_reader r;
-	struct slab_stats s0, s1;
-	int n;
+	void **old = calloc(HOLD_MAX, sizeof(void *));
+	struct bpf_mem_cache *c;
+	int n, nold = 120, reused = 0;
 
-	/* keeps the trimmed objects' grace period from ending */
-	t_reader_enter(&r, true);
 	assert_int_equal(bpf_mem_alloc_init(&ma, 100, false), 0);
+	c = t_cache(&ma, 0, 0);
 	n = hold_then_trim(&ma, held, 120);
-	irq_work_flush();
-	s0 = t_slab();
-	refills0 = t_stats(&ma, 0).refills;
-	while (t_stats(&ma, 0).refills == refills0) {
-		assert_true(n < HOLD_MAX);
-		held[n++] = alloc_flushed(&ma);
+	/* every object this cache has ever handed out or cached */
+	memcpy(old, held, sizeof(void *) * 120);
+	for (struct llist_node *p = c->free_llist.first; p; p = p->next)
+		old[nold++] = (char *)p + T_HDR;
+	for (int i = 0; i < REUSE_SLOTS; i++)
+		for (struct llist_node *p = atomic_load(&c->reuse[i].chain);
+		     p && p != REUSE_BUSY; p = p->next)
+			old[nold++] = (char *)p + T_HDR;
+	assert_int_equal(nold, 120 + 64 + ready_before_trim + 33);
+	/* the 64 on the list, then the 33 trimmed ones */
+	for (int i = 0; i < 64 + 33; i++) {
+		void *p = bpf_mem_cache_alloc(&ma);
+
+		assert_non_null(p);
+		reused += held_before(old, nold, p);
+		held[n++] = p;
 	}
-	s1 = t_slab();
-	/* a batch of 48: the 33 trimmed objects first, 15 from the backend */
-	assert_int_equal(s1.allocs - s0.allocs, 15);
-	assert_int_equal(s1.frees - s0.frees, 0);
-	t_reader_leave(&r);
+	assert_int_equal(reused, 64 + 33);
 	while (n)
 		bpf_mem_cache_free(&ma, held[--n]);
 	bpf_mem_alloc_destroy(&ma);
 	free(held);
+	free(old);
 }
 
 static void test_fixed_sizes_above_4096_serve_whole_objects(void **state)
@@ -430,7 +453,7 @@ static void test_every_class_trims_to_middle_above_high(void **state)
 		struct bpf_mem_cache *c = t_cache(&ma, i, 0);
 		int keep = (c->low_watermark + c->high_watermark) / 2;
 		int n = c->high_watermark + 30, cnt;
-		unsigned long frees0 = t_stats(&ma, i).backend_frees;
+		unsigned long ready, frees0 = t_stats(&ma, i).backend_frees;
 
 		for (int j = 0; j < n; j++) {
 			held[j] = bpf_mem_alloc(&ma, bpf_mem_sizes[i] - T_HDR);
@@ -439,11 +462,14 @@ static void test_every_class_trims_to_middle_above_high(void **state)
 		}
 		for (cnt = t_free_cnt(c); cnt < c->high_watermark; cnt++)
 			bpf_mem_free(&ma, held[--n]);
+		irq_work_flush();
+		ready = t_mailbox_cnt(c);
 		bpf_mem_free(&ma, held[--n]);	/* high + 1 */
 		assert_int_equal(t_free_cnt(c), keep);
+		/* the rest waits ready for reuse here, its origin cache */
+		assert_int_equal(t_mailbox_cnt(c), ready + c->high_watermark + 1 - keep);
 		bpfmem_rcu_barrier();
-		assert_int_equal(t_stats(&ma, i).backend_frees - frees0,
-				 c->high_watermark + 1 - keep);
+		assert_int_equal(t_stats(&ma, i).backend_frees - frees0, 0);
 		while (n)
 			bpf_mem_free(&ma, held[--n]);
 	}
@@ -676,7 +702,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_below_low_watermark_refills_one_batch),
 		cmocka_unit_test(test_refill_batch_is_used_when_the_free_list_runs_dry),
 		cmocka_unit_test(test_free_above_high_watermark_trims_to_middle),
-		cmocka_unit_test(test_trimmed_objects_are_recycled_before_the_backend),
+		cmocka_unit_test(test_trimmed_objects_are_reused_before_the_backend),
 		cmocka_unit_test(test_every_class_refills_one_batch_below_low),
 		cmocka_unit_test(test_every_class_trims_to_middle_above_high),
 		cmocka_unit_test(test_fixed_sizes_above_4096_serve_whole_objects),

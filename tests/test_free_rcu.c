@@ -2,8 +2,9 @@
 /*
  * RCU-deferred frees and type stability: an object freed with *_free_rcu is
  * not handed out again, nor returned to the backend, while a reader that
- * started before the free is inside its read-side section; trimmed objects
- * stay valid memory while readers of either domain are inside.
+ * started before the free is inside its read-side section, and is ready for
+ * reuse by its cache once the grace period has ended; trimmed objects stay
+ * valid memory while readers of either domain are inside.
  */
 #include "helpers.h"
 
@@ -59,10 +60,11 @@ static void test_cache_free_rcu_not_reused_while_rcu_reader_inside(void **state)
 	}
 	assert_int_equal(t_stats(&ma, 0).backend_frees, frees0);
 	touch(p, 64);
-	/* after the grace period it went back to the backend */
+	/* after the grace period it waits, ready for reuse, in its cache */
 	t_reader_leave(&r);
 	bpfmem_rcu_barrier();
-	assert_int_equal(t_stats(&ma, 0).backend_frees, frees0 + 1);
+	assert_true(t_ready_holds(t_cache(&ma, 0, 0), p));
+	assert_int_equal(t_stats(&ma, 0).backend_frees, frees0);
 	for (int i = 0; i < NR_ALLOCS; i++)
 		bpf_mem_cache_free(&ma, held[i]);
 	bpf_mem_alloc_destroy(&ma);
@@ -91,7 +93,8 @@ static void test_free_rcu_not_reused_while_rcu_reader_inside(void **state)
 	touch(p, 100);
 	t_reader_leave(&r);
 	bpfmem_rcu_barrier();
-	assert_int_equal(t_stats(&ma, idx).backend_frees, frees0 + 1);
+	assert_true(t_ready_holds(t_cache(&ma, idx, 0), p));
+	assert_int_equal(t_stats(&ma, idx).backend_frees, frees0);
 	for (int i = 0; i < NR_ALLOCS; i++)
 		bpf_mem_free(&ma, held[i]);
 	bpf_mem_alloc_destroy(&ma);
@@ -127,14 +130,15 @@ static void test_free_rcu_memory_stays_valid_while_trace_reader_inside(void **st
 	touch(p, 64);
 	t_reader_leave(&r);
 	bpfmem_rcu_barrier();
-	assert_int_equal(t_stats(&ma, 0).backend_frees, frees0 + (reused ? 0 : 1));
+	assert_true(reused || t_ready_holds(t_cache(&ma, 0, 0), p));
+	assert_int_equal(t_stats(&ma, 0).backend_frees, frees0);
 	for (int i = 0; i < NR_ALLOCS; i++)
 		bpf_mem_cache_free(&ma, held[i]);
 	bpf_mem_alloc_destroy(&ma);
 	free(held);
 }
 
-static void test_free_rcu_returns_to_backend_after_barrier(void **state)
+static void test_free_rcu_is_ready_for_reuse_after_barrier(void **state)
 {
 	static struct bpf_mem_alloc ma;
 	struct slab_stats s0, s1;
@@ -146,6 +150,27 @@ static void test_free_rcu_returns_to_backend_after_barrier(void **state)
 	bpf_mem_cache_free_rcu(&ma, p);
 	bpfmem_rcu_barrier();
 	s1 = t_slab();
+	assert_true(t_ready_holds(t_cache(&ma, 0, 0), p));
+	assert_int_equal(s1.frees - s0.frees, 0);
+	bpf_mem_alloc_destroy(&ma);
+}
+
+/* With no reuse slot free, the objects go through the tasks-trace grace
+ * period to the backend instead. */
+static void test_free_rcu_returns_to_backend_when_no_slot_is_free(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	struct slab_stats s0, s1;
+	void *p;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
+	p = cache_alloc_flushed(&ma);
+	t_slots_block(t_cache(&ma, 0, 0));
+	s0 = t_slab();
+	bpf_mem_cache_free_rcu(&ma, p);
+	bpfmem_rcu_barrier();
+	s1 = t_slab();
+	t_slots_release(t_cache(&ma, 0, 0));
 	assert_int_equal(s1.frees - s0.frees, 1);
 	bpf_mem_alloc_destroy(&ma);
 }
@@ -173,13 +198,16 @@ static void test_rcu_barrier_returns_frees_batched_behind_a_callback(void **stat
 		bpf_mem_cache_free_rcu(&ma, p[i]);
 	t_reader_leave(&r);
 	bpfmem_rcu_barrier();
-	assert_int_equal(t_stats(&ma, 0).backend_frees, frees0 + 10);
+	for (int i = 0; i < 10; i++)
+		assert_true(t_ready_holds(t_cache(&ma, 0, 0), p[i]));
+	assert_int_equal(t_stats(&ma, 0).backend_frees, frees0);
 	bpf_mem_alloc_destroy(&ma);
 }
 
 /*
  * Fixed-size 100 (low 32, high 96): holds 120 objects, each filled with its
- * index, then frees until one free trims 33 objects.  Returns how many are
+ * index, then frees until one free trims 33 objects, with every reuse slot
+ * taken so that they go through the grace periods.  Returns how many are
  * still held; held[n..119] were freed.
  */
 static int fill_then_trim(struct bpf_mem_alloc *ma, unsigned char **held)
@@ -191,6 +219,10 @@ static int fill_then_trim(struct bpf_mem_alloc *ma, unsigned char **held)
 		held[i] = cache_alloc_flushed(ma);
 		memset(held[i], i, 100);
 	}
+	/* not for immediate reuse: through the grace periods to the backend
+	 * (the shared CPU's copy too, which CPU 0 may have borrowed from) */
+	t_slots_block(c);
+	t_slots_block(t_cache(ma, 0, bpfmem_nr_cpus()));
 	for (cnt = t_free_cnt(c); cnt <= 96; cnt++)
 		bpf_mem_cache_free(ma, held[--n]);
 	assert_int_equal(t_free_cnt(c), 64);
@@ -215,6 +247,8 @@ static void trimmed_stay_valid_while_reader_inside(struct bpf_mem_alloc *ma, boo
 	assert_int_equal(t_stats(ma, 0).backend_frees, frees0);
 	t_reader_leave(&r);
 	bpfmem_rcu_barrier();
+	t_slots_release(t_cache(ma, 0, 0));
+	t_slots_release(t_cache(ma, 0, bpfmem_nr_cpus()));
 	assert_int_equal(t_stats(ma, 0).backend_frees, frees0 + 33);
 	while (n)
 		bpf_mem_cache_free(ma, held[--n]);
@@ -241,7 +275,8 @@ int main(void)
 		cmocka_unit_test(test_cache_free_rcu_not_reused_while_rcu_reader_inside),
 		cmocka_unit_test(test_free_rcu_not_reused_while_rcu_reader_inside),
 		cmocka_unit_test(test_free_rcu_memory_stays_valid_while_trace_reader_inside),
-		cmocka_unit_test(test_free_rcu_returns_to_backend_after_barrier),
+		cmocka_unit_test(test_free_rcu_is_ready_for_reuse_after_barrier),
+		cmocka_unit_test(test_free_rcu_returns_to_backend_when_no_slot_is_free),
 		cmocka_unit_test(test_rcu_barrier_returns_frees_batched_behind_a_callback),
 		cmocka_unit_test(test_trimmed_objects_stay_valid_while_rcu_reader_inside),
 		cmocka_unit_test(test_trimmed_objects_stay_valid_while_trace_reader_inside),

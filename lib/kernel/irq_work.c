@@ -182,6 +182,18 @@ void irq_work_after_fork_parent(void)
 	pthread_mutex_unlock(&lock);
 }
 
+void irq_work_fork_fixup(struct irq_work *work)
+{
+	struct llist_node *pos;
+
+	if (!(atomic_load_explicit(&work->flags, memory_order_relaxed) & IRQ_WORK_PENDING))
+		return;
+	for (pos = atomic_load_explicit(&queue.first, memory_order_relaxed); pos; pos = pos->next)
+		if (pos == &work->llnode)
+			return;
+	llist_add(&work->llnode, &queue);
+}
+
 void irq_work_after_fork_child(void)
 {
 	bool was_running = running;

@@ -52,6 +52,11 @@ void irq_work_flush(void) __hidden;
 /* P.  Start the refill thread if it is not running: 0 or -errno. */
 int irq_work_start(void) __hidden;
 
+/* fork child, single-threaded: a raiser that vanished in fork() between
+ * marking `work` pending and queueing it left it pending and unqueued, so
+ * no later raise would queue it; queue it now. */
+void irq_work_fork_fixup(struct irq_work *work) __hidden;
+
 void irq_work_before_fork(void) __hidden;
 void irq_work_after_fork_parent(void) __hidden;
 void irq_work_after_fork_child(void) __hidden;
