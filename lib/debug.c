@@ -56,6 +56,14 @@ bool debug_header_ok(void *pcpu, size_t stride, void *ptr)
 	return false;
 }
 
+bool debug_ma_ok(const struct bpf_mem_alloc *ma, unsigned int magic)
+{
+	if (ma->magic == magic)
+		return true;
+	bpfmem_warn("allocator %p is neither initialised nor zeroed (garbage)", (void *)ma);
+	return false;
+}
+
 void debug_poison(struct bpf_mem_cache *c, struct llist_node *llnode)
 {
 	uint64_t magic = FREE_MAGIC;

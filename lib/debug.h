@@ -22,11 +22,18 @@ bool debug_obj_freed(struct bpf_mem_cache *c, struct llist_node *llnode, bool po
 /* Before bpf_mem_free reads the header: does it name one of the caches in
  * the per-CPU area `pcpu` (stride `stride`)?  Reports and false if not. */
 bool debug_header_ok(void *pcpu, size_t stride, void *ptr) __hidden;
+/* An allocation or free entry point found ma's per-CPU area set: is it an
+ * initialised allocator of this kind (`magic`)?  Reports garbage. */
+bool debug_ma_ok(const struct bpf_mem_alloc *ma, unsigned int magic) __hidden;
 /* `llnode` leaves a free list for a caller: was it written while free? */
 void debug_obj_allocated(struct bpf_mem_cache *c, struct llist_node *llnode) __hidden;
 /* Poison objects that joined the free path without debug_obj_freed(). */
 void debug_poison(struct bpf_mem_cache *c, struct llist_node *llnode) __hidden;
 #else
+static inline bool debug_ma_ok(const struct bpf_mem_alloc *ma, unsigned int magic)
+{
+	return true;
+}
 static inline bool debug_header_ok(void *pcpu, size_t stride, void *ptr)
 {
 	return true;

@@ -903,63 +903,98 @@ static __always_inline struct bpf_mem_cache *owner_cache(void *ptr)
 
 #define CACHE_OFF(idx) ((size_t)(idx) * sizeof(struct bpf_mem_cache))
 
-/* The entry points check what costs nothing on the fast path: a NULL or
- * zeroed (never initialised, or destroyed) allocator. */
-static __always_inline bool ma_is(const struct bpf_mem_alloc *ma, unsigned int magic)
+/*
+ * The entry points check only what costs nothing on their fast path: a NULL
+ * `ma`, and the per-CPU area pointer they load anyway, which is NULL in a
+ * zeroed allocator (never initialised, or destroyed) and in one of the
+ * other kind.  Garbage is undefined behaviour, as in the kernel; debug
+ * builds check the magic as well and report it.
+ */
+static __always_inline void *fixed_area(const struct bpf_mem_alloc *ma)
 {
-	return likely(ma) && likely(ma->magic == magic);
+	void *pcpu;
+
+	if (unlikely(!ma))
+		return NULL;
+	pcpu = ma->cache;
+	if (BPFMEM_DEBUG && pcpu && !debug_ma_ok(ma, BPFMEM_MAGIC_FIXED))
+		return NULL;
+	return pcpu;
+}
+
+static __always_inline void *any_area(const struct bpf_mem_alloc *ma)
+{
+	void *pcpu;
+
+	if (unlikely(!ma))
+		return NULL;
+	pcpu = ma->caches;
+	if (BPFMEM_DEBUG && pcpu && !debug_ma_ok(ma, BPFMEM_MAGIC_ANY))
+		return NULL;
+	return pcpu;
 }
 
 __public void *bpf_mem_alloc(struct bpf_mem_alloc *ma, size_t size)
 {
+	void *pcpu = any_area(ma);
 	size_t hdr;
 
-	if (unlikely(!ma_is(ma, BPFMEM_MAGIC_ANY)))
+	if (unlikely(!pcpu))
 		return NULL;
 	/* per-CPU units carry no header; 0 wraps around and fails too */
 	hdr = ma->percpu ? 0 : LLIST_NODE_SZ;
 	if (unlikely(size - 1 >= BPF_MEM_ALLOC_SIZE_MAX - hdr))
 		return NULL;
-	return cache_alloc(ma->caches, CACHES_STRIDE, CACHE_OFF(size_to_cache_idx(size + hdr)));
+	return cache_alloc(pcpu, CACHES_STRIDE, CACHE_OFF(size_to_cache_idx(size + hdr)));
 }
 
 __public void bpf_mem_free(struct bpf_mem_alloc *ma, void *ptr)
 {
-	if (unlikely(!ptr || !ma_is(ma, BPFMEM_MAGIC_ANY)))
+	void *pcpu = any_area(ma);
+
+	if (unlikely(!ptr || !pcpu))
 		return;
-	if (!debug_header_ok(ma->caches, CACHES_STRIDE, ptr))
+	if (!debug_header_ok(pcpu, CACHES_STRIDE, ptr))
 		return;
-	cache_free(ma->caches, CACHES_STRIDE, owner_cache(ptr)->class_off, ptr);
+	cache_free(pcpu, CACHES_STRIDE, owner_cache(ptr)->class_off, ptr);
 }
 
 __public void bpf_mem_free_rcu(struct bpf_mem_alloc *ma, void *ptr)
 {
-	if (unlikely(!ptr || !ma_is(ma, BPFMEM_MAGIC_ANY)))
+	void *pcpu = any_area(ma);
+
+	if (unlikely(!ptr || !pcpu))
 		return;
-	if (!debug_header_ok(ma->caches, CACHES_STRIDE, ptr))
+	if (!debug_header_ok(pcpu, CACHES_STRIDE, ptr))
 		return;
-	cache_free_rcu(ma->caches, CACHES_STRIDE, owner_cache(ptr)->class_off, ptr);
+	cache_free_rcu(pcpu, CACHES_STRIDE, owner_cache(ptr)->class_off, ptr);
 }
 
 __public void *bpf_mem_cache_alloc(struct bpf_mem_alloc *ma)
 {
-	if (unlikely(!ma_is(ma, BPFMEM_MAGIC_FIXED)))
+	void *pcpu = fixed_area(ma);
+
+	if (unlikely(!pcpu))
 		return NULL;
-	return cache_alloc(ma->cache, CACHE_STRIDE, 0);
+	return cache_alloc(pcpu, CACHE_STRIDE, 0);
 }
 
 __public void bpf_mem_cache_free(struct bpf_mem_alloc *ma, void *ptr)
 {
-	if (unlikely(!ptr || !ma_is(ma, BPFMEM_MAGIC_FIXED)))
+	void *pcpu = fixed_area(ma);
+
+	if (unlikely(!ptr || !pcpu))
 		return;
-	cache_free(ma->cache, CACHE_STRIDE, 0, ptr);
+	cache_free(pcpu, CACHE_STRIDE, 0, ptr);
 }
 
 __public void bpf_mem_cache_free_rcu(struct bpf_mem_alloc *ma, void *ptr)
 {
-	if (unlikely(!ptr || !ma_is(ma, BPFMEM_MAGIC_FIXED)))
+	void *pcpu = fixed_area(ma);
+
+	if (unlikely(!ptr || !pcpu))
 		return;
-	cache_free_rcu(ma->cache, CACHE_STRIDE, 0, ptr);
+	cache_free_rcu(pcpu, CACHE_STRIDE, 0, ptr);
 }
 
 __public void bpf_mem_cache_raw_free(void *ptr)
@@ -977,7 +1012,7 @@ __public void *bpf_mem_cache_alloc_flags(struct bpf_mem_alloc *ma, unsigned int 
 	if (unlikely(gfp & ~BPFMEM_GFP_KERNEL))
 		return NULL;
 	ret = bpf_mem_cache_alloc(ma);
-	if (ret || gfp != BPFMEM_GFP_KERNEL || !ma_is(ma, BPFMEM_MAGIC_FIXED))
+	if (ret || gfp != BPFMEM_GFP_KERNEL || !fixed_area(ma))
 		return ret;
 	/* may block: straight to the backend, as the kernel does for
 	 * GFP_KERNEL; the object belongs to the shared CPU's copy, which is

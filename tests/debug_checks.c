@@ -171,6 +171,36 @@ static void test_correct_use_through_refills_and_rcu_reports_nothing(void **stat
 	assert_int_equal(nr_warnings, 0);
 }
 
+/* Release builds leave a garbage allocator undefined, as the kernel does;
+ * debug builds check the magic of every allocation and free. */
+static void test_garbage_allocator_is_reported_by_alloc_and_free(void **state)
+{
+	static struct bpf_mem_alloc fixed, any, garbage;
+	void *p, *q;
+
+	assert_int_equal(bpf_mem_alloc_init(&fixed, 64, false), 0);
+	assert_int_equal(bpf_mem_alloc_init(&any, 0, false), 0);
+	p = bpf_mem_cache_alloc(&fixed);
+	q = bpf_mem_alloc(&any, 40);
+	assert_non_null(p);
+	assert_non_null(q);
+	memset(&garbage, 0xa5, sizeof(garbage));
+	assert_null(bpf_mem_cache_alloc(&garbage));
+	assert_null(bpf_mem_alloc(&garbage, 8));
+	bpf_mem_cache_free(&garbage, p);
+	bpf_mem_free(&garbage, q);
+	bpf_mem_cache_free_rcu(&garbage, p);
+	bpf_mem_free_rcu(&garbage, q);
+	assert_int_equal(nr_warnings, 6);
+	assert_non_null(strstr(last_msg, "garbage"));
+	/* none of the frees took the objects */
+	bpf_mem_cache_free(&fixed, p);
+	bpf_mem_free(&any, q);
+	assert_int_equal(nr_warnings, 6);
+	bpf_mem_alloc_destroy(&fixed);
+	bpf_mem_alloc_destroy(&any);
+}
+
 static void test_destroy_reports_outstanding_objects_with_their_count(void **state)
 {
 	struct bpf_mem_alloc ma = { 0 };
@@ -204,6 +234,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_foreign_pointer_to_fixed_cache_is_reported,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_correct_use_through_refills_and_rcu_reports_nothing,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_garbage_allocator_is_reported_by_alloc_and_free,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_destroy_reports_outstanding_objects_with_their_count,
 						setup, teardown),
