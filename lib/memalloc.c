@@ -656,7 +656,7 @@ static bool trim(struct bpf_mem_cache *c)
 	return true;
 }
 
-static void init_refill_work(struct bpf_mem_cache *c);
+static void init_refill_work(struct bpf_mem_cache *c, int unit_size);
 
 static bool cache_is_set_up(const struct bpf_mem_cache *c)
 {
@@ -681,9 +681,9 @@ static void cache_setup(struct bpf_mem_cache *c, const struct bpf_mem_cache *tmp
 	c->pcpu_stride = tmpl->pcpu_stride;
 	c->cpu = (int)(((char *)c - (char *)tmpl->pcpu_base) / tmpl->pcpu_stride);
 	atomic_store_explicit(&c->tgt, c, memory_order_relaxed);
-	atomic_store_explicit(&c->unit_size, atomic_load(&tmpl->unit_size), memory_order_relaxed);
-	init_refill_work(c);
-	/* publish: the refill thread and other CPUs' frees may look now */
+	init_refill_work(c, atomic_load(&tmpl->unit_size));
+	/* publish, last: from here on a handler on this thread may raise the
+	 * work, the refill thread run it, other CPUs steer frees here */
 	atomic_store_explicit(&c->unit_size, atomic_load(&tmpl->unit_size), memory_order_release);
 	/* frees from handlers that interrupted the set-up found no work to raise */
 	if (!llist_empty(&c->free_by_rcu) || !llist_empty(&c->free_llist_extra))
@@ -1036,10 +1036,8 @@ __public int bpf_mem_alloc_check_size(bool percpu, size_t size)
 
 /* ---- init and destroy ---- */
 
-static void init_refill_work(struct bpf_mem_cache *c)
+static void init_refill_work(struct bpf_mem_cache *c, int unit_size)
 {
-	int unit_size = atomic_load_explicit(&c->unit_size, memory_order_relaxed);
-
 	init_irq_work(&c->refill_work, bpf_mem_refill);
 	if (c->percpu_size) {
 		c->low_watermark = 1;
@@ -1064,8 +1062,8 @@ static void prefill_mem_cache(struct bpf_mem_cache *c)
 	alloc_bulk(c, !c->percpu_size && c->unit_size <= 256 ? 4 : 1, true);
 }
 
-/* The shared CPU's copy of a class: set up, prefilled, and the template
- * of the other CPUs' copies.  Nothing uses it yet. */
+/* The shared CPU's copy of a class, the template of the other CPUs'
+ * copies: set up, and published last. */
 static void init_cache(struct bpf_mem_cache *c, void *pcpu, size_t stride, size_t off,
 		       int unit_size, int percpu_size, struct bpfmem_objcg *objcg)
 {
@@ -1077,9 +1075,7 @@ static void init_cache(struct bpf_mem_cache *c, void *pcpu, size_t stride, size_
 	c->pcpu_base = pcpu;
 	c->pcpu_stride = stride;
 	atomic_store_explicit(&c->tgt, c, memory_order_relaxed);
-	atomic_store_explicit(&c->unit_size, unit_size, memory_order_relaxed);
-	init_refill_work(c);
-	prefill_mem_cache(c);
+	init_refill_work(c, unit_size);
 	atomic_store_explicit(&c->unit_size, unit_size, memory_order_release);
 }
 
@@ -1178,12 +1174,15 @@ __public int bpf_mem_alloc_init(struct bpf_mem_alloc *ma, int size, bool percpu)
 		unit_size = percpu ? size : size + (int)LLIST_NODE_SZ;
 		init_cache(cache_tmpl(pcpu, CACHE_STRIDE, 0), pcpu, CACHE_STRIDE, 0, unit_size,
 			   percpu_size, objcg);
+		prefill_mem_cache(cache_tmpl(pcpu, CACHE_STRIDE, 0));
 		ma->cache = pcpu;
 		ma->magic = BPFMEM_MAGIC_FIXED;
 	} else {
-		for (i = 0; i < NUM_CACHES; i++)
+		for (i = 0; i < NUM_CACHES; i++) {
 			init_cache(cache_tmpl(pcpu, CACHES_STRIDE, CACHE_OFF(i)), pcpu,
 				   CACHES_STRIDE, CACHE_OFF(i), bpf_mem_sizes[i], percpu_size, objcg);
+			prefill_mem_cache(cache_tmpl(pcpu, CACHES_STRIDE, CACHE_OFF(i)));
+		}
 		ma->caches = pcpu;
 		ma->magic = BPFMEM_MAGIC_ANY;
 	}
@@ -1232,6 +1231,9 @@ __public int bpf_mem_alloc_percpu_unit_init(struct bpf_mem_alloc *ma, int size)
 	if (!cache_is_set_up(tmpl)) {
 		init_cache(tmpl, ma->caches, CACHES_STRIDE, CACHE_OFF(i), bpf_mem_sizes[i],
 			   LLIST_NODE_SZ + sizeof(void *), ma->objcg);
+		/* threads on the shared CPU may use it from now on: its refill
+		 * prefills it */
+		irq_work_queue(&tmpl->refill_work);
 		if (self >= 0)
 			setup_on_cpu(cache_on(ma->caches, CACHES_STRIDE, CACHE_OFF(i), self), tmpl, NULL);
 	}
