@@ -312,6 +312,10 @@ const struct backend backends[] = {
 	  .unavailable = available, .setup = malloc_setup, .teardown = noop,
 	  .alloc = naive_alloc, .free = naive_free, .free_rcu = naive_free_rcu,
 	  .rcu_barrier = naive_barrier },
+	{ .name = "prealloc", .kind = BK_PEER, .flags = BF_HTAB_PREALLOC,
+	  .desc = "htab-* scenarios only: the map preallocated (all elements at create time, "
+		  "reused at once), the kernel's default",
+	  .unavailable = available, .setup = malloc_setup, .teardown = noop },
 };
 
 const int nr_backends = sizeof(backends) / sizeof(backends[0]);

@@ -24,6 +24,7 @@ enum backend_kind {
 #define BF_FREE_RCU	0x4u	/* has a deferred (RCU) free */
 #define BF_MALLOC	0x8u	/* plain malloc/free: the preloaded library decides */
 #define BF_FAST		0x10u	/* used by the fast scenarios (pair, batch128, tail) */
+#define BF_HTAB_PREALLOC 0x20u	/* the htab-* scenarios' preallocated map (no allocator) */
 
 struct backend {
 	const char *name;
@@ -85,6 +86,32 @@ struct scenario {
 
 extern const struct scenario scenarios[];
 extern const int nr_scenarios;
+
+/* bench/htab_mem.c: the kernel's `bench htab-mem` use cases on examples/htab, one
+ * scenario per use case and value size; HTAB_MEM_SCENARIOS are their scenarios[] entries. */
+bool htab_mem_rows(const struct backend *b);
+#define HTAB_MEM_SCENARIO(uc, size, what)                                               \
+	{ "htab-" #uc "-" #size, "htab-mem " #uc ", 4-byte keys, " #size "-byte values: " what \
+	  "; kop/s per producer (1 op = 64 map operations), RSS of the process",              \
+	  NULL, true, false, htab_mem_rows, run_htab_##uc##_##size }
+#define HTAB_MEM_DECLARE(uc, size) \
+	int run_htab_##uc##_##size(const struct backend *b, const struct bench_opts *o);
+HTAB_MEM_DECLARE(overwrite, 8)
+HTAB_MEM_DECLARE(overwrite, 4096)
+HTAB_MEM_DECLARE(batch_add_batch_del, 8)
+HTAB_MEM_DECLARE(batch_add_batch_del, 4096)
+HTAB_MEM_DECLARE(add_del_on_diff_cpu, 8)
+HTAB_MEM_DECLARE(add_del_on_diff_cpu, 4096)
+#define HTAB_MEM_OW "each producer overwrites its own 64 keys"
+#define HTAB_MEM_BATCH "each producer adds its 64 keys, then deletes them"
+#define HTAB_MEM_DIFF "producer pairs: one adds 64 keys, the other deletes them, in turns"
+#define HTAB_MEM_SCENARIOS                                                      \
+	HTAB_MEM_SCENARIO(overwrite, 8, HTAB_MEM_OW),                           \
+	HTAB_MEM_SCENARIO(overwrite, 4096, HTAB_MEM_OW),                        \
+	HTAB_MEM_SCENARIO(batch_add_batch_del, 8, HTAB_MEM_BATCH),              \
+	HTAB_MEM_SCENARIO(batch_add_batch_del, 4096, HTAB_MEM_BATCH),           \
+	HTAB_MEM_SCENARIO(add_del_on_diff_cpu, 8, HTAB_MEM_DIFF),               \
+	HTAB_MEM_SCENARIO(add_del_on_diff_cpu, 4096, HTAB_MEM_DIFF)
 
 /* Child -> parent protocol, one line each, written with write(2) only so
  * that it works from a watchdog while the heap may be wedged:

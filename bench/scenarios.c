@@ -764,6 +764,7 @@ const struct scenario scenarios[] = {
 	  "free_rcu.Mobj/s", true, false, free_rcu_rows, run_free_rcu },
 	{ "storm", "signal storm whose handler allocates and frees, main thread churning; "
 	  "stamps detect double hand-out", NULL, false, false, storm_rows, run_storm },
+	HTAB_MEM_SCENARIOS,
 };
 
 const int nr_scenarios = sizeof(scenarios) / sizeof(scenarios[0]);
