@@ -131,7 +131,7 @@ is the median over the repetitions. Ratios are taken between numbers of the same
   elements from `malloc` and freed by one liburcu `call_rcu` per element (the allocator
   preloaded as in the other scenarios); **prealloc** is the preallocated map. `kop/s`:
   thousands of ops per second per producer, one op being 64 map operations (the kernel's
-  `per-prod-op`), measured after a warm-up of a quarter of the run (0.8 s, 0.25 s with
+  `per-prod-op`), measured after a warm-up of a quarter of the run (2 s, 0.15 s with
   `--quick`). `avg_MiB`: the process's RSS sampled every 10 ms after the warm-up (the kernel
   samples the cgroup's `memory.current`); `peak_MiB`: its high-water mark (`ru_maxrss`);
   `base_MiB`: the RSS before the map was created; `late_growth_MiB`: the mean RSS of the last
