@@ -216,7 +216,7 @@ static int child_inherited(void)
  */
 static int child_new_allocator(void)
 {
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	void *obj[CHILD_OBJS];
 
 	if (bpf_mem_alloc_init(&ma, 0, false))
@@ -239,7 +239,7 @@ static int child_new_allocator(void)
  * lists when it returns. */
 static int child_rcu_barrier(void)
 {
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	void *obj[CHILD_OBJS];
 	int cpu, ret = CHILD_OK;
 
@@ -329,7 +329,7 @@ static void test_child_rcu_barrier_waits_for_its_free_rcu_objects(void **state)
 static void test_parent_keeps_working_after_forks(void **state)
 {
 	long rounds_before;
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	void *obj[CHILD_OBJS];
 
 	(void)state;

@@ -53,7 +53,7 @@ static void *user_main(void *arg)
 /* Create allocator number n (kind n % 4), use it, leave RCU frees pending, destroy. */
 static unsigned long churn_one(unsigned long n, struct bpfmem_objcg *cg, unsigned long *bad)
 {
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	struct bpfmem_objcg *old = bpfmem_objcg_set_current(cg);
 	unsigned long ops = 0;
 	void *objs[OBJS];

@@ -58,7 +58,7 @@ static long faults_so_far(void)
 
 static void test_init_returns_enomem_when_every_backend_alloc_fails(void **state)
 {
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 
 	(void)state;
 	slab_fail_every(1);
@@ -84,7 +84,7 @@ static void test_init_returns_enomem_when_every_backend_alloc_fails(void **state
 static void churn_under_faults(unsigned long nth, unsigned long *ops, unsigned long *nulls)
 {
 	static struct live live[3][MAX_LIVE];
-	struct bpf_mem_alloc ma[3] = { 0 };
+	static struct bpf_mem_alloc ma[3];
 	int ret[3];
 	uint64_t serial = 0;
 
@@ -170,7 +170,7 @@ static void test_every_nth_backend_failure_gives_null_and_leaks_nothing(void **s
 static void test_allocator_recovers_when_backend_faults_stop(void **state)
 {
 	static void *held[4096];
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	int n = 0, retries = 0;
 
 	(void)state;
@@ -215,7 +215,7 @@ static void test_objcg_limit_fails_allocations_and_uncharges_everything(void **s
 	struct bpfmem_objcg *cg = bpfmem_objcg_create(64 * 1024);
 	struct bpfmem_objcg *old;
 	static void *held[4096];
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	int n = 0, nulls = 0;
 
 	(void)state;
