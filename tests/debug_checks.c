@@ -15,6 +15,7 @@
 
 #include <bpfmem.h>
 #include "kernel/irq_work.h"
+#include "helpers.h"
 
 static char last_msg[512];
 static int nr_warnings;
@@ -241,5 +242,5 @@ int main(void)
 						setup, teardown),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return t_run_group(tests, NULL, NULL);
 }

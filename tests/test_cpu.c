@@ -641,5 +641,5 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	(void)argc;
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return t_run_group(tests, setup, teardown);
 }

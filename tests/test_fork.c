@@ -24,6 +24,7 @@
 #include "kernel/irq_work.h"
 #include "kernel/percpu.h"
 #include "kernel/slab.h"
+#include "helpers.h"
 
 #if defined(__SANITIZE_THREAD__)
 /* The library restarts its threads in the child, which is the point here. */
@@ -390,5 +391,5 @@ int main(void)
 
 	signal(SIGALRM, watchdog);
 	alarm(WATCHDOG_SECONDS);
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return t_run_group(tests, setup, teardown);
 }

@@ -590,5 +590,5 @@ int main(int argc, char **argv)
 	}
 	signal(SIGALRM, watchdog);
 	alarm(90);
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return t_run_group(tests, setup, teardown);
 }

@@ -706,5 +706,5 @@ int main(void)
 			test_storm_during_thread_exit_leaves_no_cpu_owned_and_loses_nothing),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return t_run_group(tests, setup, teardown);
 }

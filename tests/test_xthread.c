@@ -552,5 +552,5 @@ int main(void)
 			test_objects_trimmed_on_another_cpu_are_recycled_by_their_origin_cache),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return t_run_group(tests, setup, teardown);
 }
