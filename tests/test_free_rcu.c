@@ -338,6 +338,73 @@ static void test_trimmed_objects_stay_valid_while_trace_reader_inside(void **sta
 	trimmed_stay_valid_while_reader_inside(&ma, true);
 }
 
+/*
+ * The same for the tasks-trace stage, with trims: trace reader A holds the
+ * grace period of a first trimmed batch, trace reader B enters after it
+ * began, a second batch is trimmed behind it, A leaves.  The first batch
+ * may go back to the backend (the precondition, shown by backend_frees),
+ * the second may not while B is inside.  No allocation runs meanwhile, so
+ * the refill cannot recycle either batch.
+ */
+static void test_trimmed_behind_trace_gp_in_flight_wait_for_own_gp(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	static unsigned char *held[160];
+	struct timespec settle = { .tv_nsec = 20 * 1000000L };
+	struct bpf_mem_cache *c;
+	int got_there = 0, rounds = 0;
+	long early = 0;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 100, false), 0);
+	c = t_cache(&ma, 0, 0);
+	for (; rounds < BEHIND_ROUNDS && !got_there; rounds++) {
+		unsigned long frees0 = t_stats(&ma, 0).backend_frees, freed;
+		struct t_reader *a, *b;
+		struct timespec now;
+		double deadline;
+		int n = 160, cnt;
+
+		for (int i = 0; i < n; i++)
+			held[i] = cache_alloc_flushed(&ma);
+		a = t_reader_enter(true);
+		for (cnt = t_free_cnt(c); cnt <= c->high_watermark; cnt++)
+			bpf_mem_cache_free(&ma, held[--n]);	/* first trim */
+		irq_work_flush();
+		nanosleep(&settle, NULL);	/* its grace period has begun */
+		b = t_reader_enter(true);
+		for (cnt = t_free_cnt(c); cnt <= c->high_watermark; cnt++)
+			bpf_mem_cache_free(&ma, held[--n]);	/* second trim, behind it */
+		irq_work_flush();
+		t_reader_leave(a);
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		deadline = (double)now.tv_sec + now.tv_nsec / 1e9 + 2.0;
+		do {
+			nanosleep(&(struct timespec){ .tv_nsec = 1000000L }, NULL);
+			freed = t_stats(&ma, 0).backend_frees - frees0;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+		} while (freed == 0 && (double)now.tv_sec + now.tv_nsec / 1e9 < deadline);
+		if (freed) {
+			got_there = 1;
+			nanosleep(&settle, NULL);	/* room for a wrong second free */
+			freed = t_stats(&ma, 0).backend_frees - frees0;
+			/* one trim's worth: (high - low) / 2 + 1 objects */
+			early = (long)freed - ((c->high_watermark - c->low_watermark) / 2 + 1);
+		}
+		t_reader_leave(b);
+		while (n)
+			bpf_mem_cache_free(&ma, held[--n]);
+		bpfmem_rcu_barrier();
+		assert_int_equal(early, 0);
+	}
+	print_message("the first trim's grace period ended with reader B inside in round %d "
+		      "of %d\n", rounds, BEHIND_ROUNDS);
+	if (!got_there)
+		fail_msg("in %d rounds the first trimmed batch never went back while reader B "
+			 "was inside: the case this test is about did not happen", BEHIND_ROUNDS);
+	bpf_mem_alloc_destroy(&ma);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -350,6 +417,7 @@ int main(void)
 		cmocka_unit_test(test_free_rcu_batched_behind_callback_in_flight_waits_for_own_gp),
 		cmocka_unit_test(test_trimmed_objects_stay_valid_while_rcu_reader_inside),
 		cmocka_unit_test(test_trimmed_objects_stay_valid_while_trace_reader_inside),
+		cmocka_unit_test(test_trimmed_behind_trace_gp_in_flight_wait_for_own_gp),
 	};
 
 	return t_run(tests);
