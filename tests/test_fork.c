@@ -325,6 +325,81 @@ static void test_child_rcu_barrier_waits_for_its_free_rcu_objects(void **state)
 	fork_and_check(child_rcu_barrier);
 }
 
+/* ---- guards held by a thread that vanishes in the fork ---- */
+
+/*
+ * A parent thread that is inside a cache when another thread forks leaves
+ * that cache's guard held in the child, where it has no owner any more.  A
+ * thread cannot be frozen inside the library on demand, so the parked
+ * thread takes the guards the way the library does on entry (the `active`
+ * count of its own vCPU's cache, the shared CPU's lock) and holds them
+ * across the fork.  The child attaches to that vCPU and must allocate.
+ */
+static struct {
+	sem_t held, release;
+	int cpu;
+} parked;
+
+static void *hold_guards_across_fork(void *arg)
+{
+	struct bpf_mem_cache *c = NULL;
+
+	(void)arg;
+	parked.cpu = -1;
+	for (int cpu = bpfmem_nr_cpus() - 1; cpu > 0 && parked.cpu < 0; cpu--)
+		if (!bpfmem_thread_attach(cpu, 0))
+			parked.cpu = cpu;
+	if (parked.cpu >= 0) {
+		c = t_cache(&fixed_ma, 0, parked.cpu);
+		local_inc_return(&c->active);
+		atomic_store(&t_cache(&fixed_ma, 0, SHARED_CPU)->shared_lock, 1);
+	}
+	sem_post(&parked.held);
+	while (sem_wait(&parked.release))
+		;
+	if (c) {
+		atomic_store(&t_cache(&fixed_ma, 0, SHARED_CPU)->shared_lock, 0);
+		local_dec(&c->active);
+	}
+	return NULL;
+}
+
+static int child_on_vanished_threads_vcpu(void)
+{
+	void *obj[CHILD_OBJS];
+
+	if (bpfmem_thread_attach(parked.cpu, 0))
+		return CHILD_INIT;
+	for (int i = 0; i < CHILD_OBJS; i++) {
+		obj[i] = alloc_wait(&fixed_ma, 0);
+		if (!obj[i])
+			return CHILD_ALLOC_NULL;
+	}
+	for (int i = 0; i < CHILD_OBJS; i++)
+		bpf_mem_cache_free(&fixed_ma, obj[i]);
+	return CHILD_OK;
+}
+
+static void test_child_finds_no_cache_guard_held_by_a_vanished_thread(void **state)
+{
+	pthread_t t;
+
+	(void)state;
+	sem_init(&parked.held, 0, 0);
+	sem_init(&parked.release, 0, 0);
+	assert_int_equal(pthread_create(&t, NULL, hold_guards_across_fork, NULL), 0);
+	while (sem_wait(&parked.held))
+		;
+	if (parked.cpu >= 0)
+		fork_and_check(child_on_vanished_threads_vcpu);
+	sem_post(&parked.release);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	sem_destroy(&parked.held);
+	sem_destroy(&parked.release);
+	if (parked.cpu < 0)
+		fail_msg("no free vCPU for the thread holding the guards");
+}
+
 /* ---- the parent afterwards ---- */
 
 static void test_parent_keeps_working_after_forks(void **state)
@@ -385,6 +460,7 @@ int main(void)
 		cmocka_unit_test(test_child_uses_inherited_allocators_while_parent_threads_churn),
 		cmocka_unit_test(test_child_creates_and_destroys_new_allocator),
 		cmocka_unit_test(test_child_rcu_barrier_waits_for_its_free_rcu_objects),
+		cmocka_unit_test(test_child_finds_no_cache_guard_held_by_a_vanished_thread),
 		cmocka_unit_test(test_parent_keeps_working_after_forks),
 		cmocka_unit_test(test_parent_returns_everything_to_backend_after_forks),
 	};
