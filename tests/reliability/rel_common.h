@@ -8,6 +8,7 @@
 #define BPFMEM_REL_COMMON_H
 
 #define _GNU_SOURCE
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -92,6 +93,55 @@ static inline int rel_check(const void *obj, size_t size, uint64_t tag)
 		if (w[i] != rel_word(obj, tag, i))
 			return -1;
 	return 0;
+}
+
+/*
+ * Ownership: word 0 of an object we hold carries REL_CLAIMED, swapped in
+ * when the allocator hands the object out and replaced by REL_RETURNED just
+ * before we free it.  Finding REL_CLAIMED already there means the object
+ * was handed out twice, whatever the timing of the stamps' checks (stamp
+ * the words after word 0).  Async-signal-safe.
+ */
+#define REL_CLAIMED	0xc1a1bedc1a1bedc1ull
+#define REL_RETURNED	0x7e7e7e7e7e7e7e7eull
+
+static inline int rel_claim(void *obj)
+{
+	return atomic_exchange((_Atomic uint64_t *)obj, REL_CLAIMED) == REL_CLAIMED ? -1 : 0;
+}
+
+static inline int rel_unclaim(void *obj)
+{
+	return atomic_exchange((_Atomic uint64_t *)obj, REL_RETURNED) == REL_CLAIMED ? 0 : -1;
+}
+
+/*
+ * A hang fails the test with a line naming it, instead of running into the
+ * ctest timeout: rel_watchdog(s, what) arms an alarm, rel_watchdog(0, NULL)
+ * disarms it.  Lines start with "WATCHDOG:" (the mutation step counts them
+ * as hangs, not as checks that caught something).
+ */
+static const char *rel_watchdog_what;
+
+static inline void rel_watchdog_fire(int sig)
+{
+	static const char pre[] = "WATCHDOG: no progress: ";
+	ssize_t ignored;
+
+	(void)sig;
+	ignored = write(STDERR_FILENO, pre, sizeof(pre) - 1);
+	if (rel_watchdog_what)
+		ignored = write(STDERR_FILENO, rel_watchdog_what, strlen(rel_watchdog_what));
+	ignored = write(STDERR_FILENO, "\n", 1);
+	(void)ignored;
+	_exit(3);
+}
+
+static inline void rel_watchdog(unsigned int seconds, const char *what)
+{
+	rel_watchdog_what = what;
+	signal(SIGALRM, rel_watchdog_fire);
+	alarm(seconds);
 }
 
 /* Warnings from the library (leak reports at destroy, WARN_ON_ONCE). */
