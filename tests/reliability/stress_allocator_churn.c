@@ -122,7 +122,7 @@ static void test_allocator_churn_with_pending_rcu_leaks_nothing(void **state)
 		bad += users[i].bad;
 		bpf_mem_alloc_destroy(&users[i].ma);
 	}
-	rel_report("allocator_churn", "allocators_created=%lu threads=%d ops=%lu seconds=%.1f bad=%lu",
+	rel_report("allocator_churn", "allocators_created=%lu cfg_threads=%d ops=%lu seconds=%.1f bad=%lu",
 		   created, NR_USERS + 1, ops, rel_now() - t0, bad);
 	assert_int_equal(bad, 0);
 	assert_true(created > 0);

@@ -224,6 +224,7 @@ static void run_storm(const char *name, int nr_workers, double seconds, unsigned
 	struct slab_stats before, after;
 	unsigned long allocs = 0, frees = 0, live = 0, bad = 0, nulls = 0, signals = 0, stolen = 0;
 	unsigned long doubled = 0, in_lib_hits = 0;
+	char injected[96] = "";
 	unsigned long overruns = 0;
 	unsigned long shared_iters = 0;
 	long faults;
@@ -295,11 +296,16 @@ static void run_storm(const char *name, int nr_workers, double seconds, unsigned
 			take_slot(w, &w->loop, s, s);
 	}
 	secs /= nr_workers;
-	rel_report(name, "threads=%d vcpus=%d shared_cpu_iterations=%lu timer_hz_per_thread=%d "
+	if (fail_every)
+		snprintf(injected, sizeof(injected),
+			 "injected=backend-fails-every-nth-alloc cfg_fail_every=%lu ", fail_every);
+	rel_report(name, "%scfg_threads=%d cfg_vcpus=%d cfg_timer_hz_per_thread=%d "
+		   "shared_cpu_iterations=%lu "
 		   "signals=%lu signals_per_s=%.0f min_thread_signals_per_s=%.0f timer_overruns=%lu "
 		   "ops=%lu nulls=%lu stolen_from_loop=%lu live_at_stop=%lu backend_faults=%ld "
-		   "seconds=%.1f handlers_inside_library=%lu double_handouts=%lu bad=%lu", nr_workers,
-		   bpfmem_nr_cpus(), shared_iters, (int)(1000000000 / TIMER_NS), signals,
+		   "seconds=%.1f handlers_inside_library=%lu double_handouts=%lu bad=%lu",
+		   injected, nr_workers,
+		   bpfmem_nr_cpus(), (int)(1000000000 / TIMER_NS), shared_iters, signals,
 		   signals / secs, min_rate, overruns, allocs + frees, nulls, stolen, live, faults,
 		   secs, in_lib_hits, doubled, bad);
 	assert_int_equal(doubled, 0);

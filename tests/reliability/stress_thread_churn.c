@@ -280,7 +280,8 @@ static void test_thread_churn_reuses_vcpus_and_leaks_nothing(void **state)
 	rel_watchdog(0, NULL);
 
 	rel_report(getenv("BPFMEM_NR_CPUS") ? "thread_churn_few_vcpus" : "thread_churn",
-		   "threads=%d concurrent=%d vcpus=%d distinct_vcpus_used=%d shared_path_threads=%ld "
+		   "cfg_threads=%d cfg_concurrent=%d cfg_vcpus=%d distinct_vcpus_used=%d "
+		   "shared_path_threads=%ld "
 		   "first_use_in_handler=%ld handlers_after_exit_hook=%ld async_signals=%lu "
 		   "handler_allocs=%ld ops=%lu max_backend_objects=%ld seconds=%.1f bad=%ld",
 		   NR_THREADS, CONCURRENT, nr_cpus, distinct, shared, first_use_in_handler,
