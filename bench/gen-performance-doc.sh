@@ -79,7 +79,7 @@ Sizes, durations, rates and counts in this section are the benchmark's configura
 `bench/scenarios.c` and `bench/main.c`), not results; the results are in "The run" below.
 
 - **pair**: allocate one object, write one byte, free it; ns per alloc+free, for sizes 16, 64,
-  96, 192, 512 and 4096 bytes. The loop runs in chunks of about 20 us for 5 ms (`--quick`) or
+  96, 192, 512 and 4096 bytes. The loop runs in chunks of 20 us for 5 ms (`--quick`) or
   100 ms per size; the reported value is the median chunk, so a chunk in which another process
   preempted the benchmark does not count. After each chunk the limit does the same work in the
   same process, and "x limit" is the median ratio of adjacent chunks, which cancels changes of
