@@ -325,15 +325,17 @@ static void test_child_rcu_barrier_waits_for_its_free_rcu_objects(void **state)
 	fork_and_check(child_rcu_barrier);
 }
 
-/* ---- guards held by a thread that vanishes in the fork ---- */
+/* ---- guards and slots held by a thread that vanishes in the fork ---- */
 
 /*
  * A parent thread that is inside a cache when another thread forks leaves
- * that cache's guard held in the child, where it has no owner any more.  A
+ * that cache's guard held in the child, where it has no owner any more; one
+ * that claimed a reuse slot and had not filled it leaves the slot busy.  A
  * thread cannot be frozen inside the library on demand, so the parked
  * thread takes the guards the way the library does on entry (the `active`
- * count of its own vCPU's cache, the shared CPU's lock) and holds them
- * across the fork.  The child attaches to that vCPU and must allocate.
+ * count of its own vCPU's cache, the shared CPU's lock), claims every free
+ * reuse slot of that cache, and holds them across the fork.  The child
+ * attaches to that vCPU and must allocate, through refills.
  */
 static struct {
 	sem_t held, release;
@@ -353,11 +355,14 @@ static void *hold_guards_across_fork(void *arg)
 		c = t_cache(&fixed_ma, 0, parked.cpu);
 		local_inc_return(&c->active);
 		atomic_store(&t_cache(&fixed_ma, 0, SHARED_CPU)->shared_lock, 1);
+		/* as a producer between claiming a reuse slot and filling it */
+		t_slots_block(c);
 	}
 	sem_post(&parked.held);
 	while (sem_wait(&parked.release))
 		;
 	if (c) {
+		t_slots_release(c);
 		atomic_store(&t_cache(&fixed_ma, 0, SHARED_CPU)->shared_lock, 0);
 		local_dec(&c->active);
 	}
@@ -380,7 +385,7 @@ static int child_on_vanished_threads_vcpu(void)
 	return CHILD_OK;
 }
 
-static void test_child_finds_no_cache_guard_held_by_a_vanished_thread(void **state)
+static void test_child_finds_no_guard_or_slot_held_by_a_vanished_thread(void **state)
 {
 	pthread_t t;
 
@@ -460,7 +465,7 @@ int main(void)
 		cmocka_unit_test(test_child_uses_inherited_allocators_while_parent_threads_churn),
 		cmocka_unit_test(test_child_creates_and_destroys_new_allocator),
 		cmocka_unit_test(test_child_rcu_barrier_waits_for_its_free_rcu_objects),
-		cmocka_unit_test(test_child_finds_no_cache_guard_held_by_a_vanished_thread),
+		cmocka_unit_test(test_child_finds_no_guard_or_slot_held_by_a_vanished_thread),
 		cmocka_unit_test(test_parent_keeps_working_after_forks),
 		cmocka_unit_test(test_parent_returns_everything_to_backend_after_forks),
 	};

@@ -343,8 +343,9 @@ static void test_trimmed_objects_stay_valid_while_trace_reader_inside(void **sta
  * grace period of a first trimmed batch, trace reader B enters after it
  * began, a second batch is trimmed behind it, A leaves.  The first batch
  * may go back to the backend (the precondition, shown by backend_frees),
- * the second may not while B is inside.  No allocation runs meanwhile, so
- * the refill cannot recycle either batch.
+ * the second may not while B is inside.  The reuse slots are blocked, so
+ * the trims take the grace-period path, and no allocation runs meanwhile,
+ * so the refill recycles neither batch.
  */
 static void test_trimmed_behind_trace_gp_in_flight_wait_for_own_gp(void **state)
 {
@@ -366,6 +367,10 @@ static void test_trimmed_behind_trace_gp_in_flight_wait_for_own_gp(void **state)
 
 		for (int i = 0; i < n; i++)
 			held[i] = cache_alloc_flushed(&ma);
+		/* trims through the grace periods, not to the reuse slots (the
+		 * shared CPU's too, which CPU 0 may have borrowed from) */
+		t_slots_block(c);
+		t_slots_block(t_cache(&ma, 0, bpfmem_nr_cpus()));
 		a = t_reader_enter(true);
 		for (cnt = t_free_cnt(c); cnt <= c->high_watermark; cnt++)
 			bpf_mem_cache_free(&ma, held[--n]);	/* first trim */
@@ -392,9 +397,11 @@ static void test_trimmed_behind_trace_gp_in_flight_wait_for_own_gp(void **state)
 			early = (long)freed - ((c->high_watermark - c->low_watermark) / 2 + 1);
 		}
 		t_reader_leave(b);
+		bpfmem_rcu_barrier();
+		t_slots_release(c);
+		t_slots_release(t_cache(&ma, 0, bpfmem_nr_cpus()));
 		while (n)
 			bpf_mem_cache_free(&ma, held[--n]);
-		bpfmem_rcu_barrier();
 		assert_int_equal(early, 0);
 	}
 	print_message("the first trim's grace period ended with reader B inside in round %d "
