@@ -174,6 +174,7 @@ enum child_fail {
 	CHILD_INIT,
 	CHILD_WARNED,
 	CHILD_RCU_PENDING,
+	CHILD_NO_REFILL,
 };
 
 static int child_inherited(void)
@@ -369,20 +370,26 @@ static void *hold_guards_across_fork(void *arg)
 	return NULL;
 }
 
+/* More objects than the vCPU's cache held come from that cache: its
+ * refills reached it (borrowing from the shared CPU does not count). */
 static int child_on_vanished_threads_vcpu(void)
 {
+	struct bpf_mem_cache *c = t_cache(&fixed_ma, 0, parked.cpu);
 	void *obj[CHILD_OBJS];
+	long cached, own = 0;
 
 	if (bpfmem_thread_attach(parked.cpu, 0))
 		return CHILD_INIT;
+	cached = t_free_cnt(c) + (long)t_mailbox_cnt(c);
 	for (int i = 0; i < CHILD_OBJS; i++) {
 		obj[i] = alloc_wait(&fixed_ma, 0);
 		if (!obj[i])
 			return CHILD_ALLOC_NULL;
+		own += t_owner(obj[i]) == c;
 	}
 	for (int i = 0; i < CHILD_OBJS; i++)
 		bpf_mem_cache_free(&fixed_ma, obj[i]);
-	return CHILD_OK;
+	return own > cached ? CHILD_OK : CHILD_NO_REFILL;
 }
 
 static void test_child_finds_no_guard_or_slot_held_by_a_vanished_thread(void **state)
