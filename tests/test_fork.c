@@ -386,6 +386,7 @@ static int child_on_vanished_threads_vcpu(void)
 		if (!obj[i])
 			return CHILD_ALLOC_NULL;
 		own += t_owner(obj[i]) == c;
+		irq_work_flush();	/* the refill this raised has landed */
 	}
 	for (int i = 0; i < CHILD_OBJS; i++)
 		bpf_mem_cache_free(&fixed_ma, obj[i]);

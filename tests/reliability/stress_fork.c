@@ -36,7 +36,13 @@
 #endif
 #endif
 #define NR_SLOTS	128
+/* a sanitized process has gigabytes of shadow mappings: each fork costs a
+ * few hundred milliseconds there */
+#if defined(__SANITIZE_ADDRESS__) || defined(TSAN_CHILD_EXIT)
+#define NR_FORKS	60
+#else
 #define NR_FORKS	200
+#endif
 /* forks that must find work in flight, and children that must run every
  * check, for the run to count */
 #define MIN_BUSY_FORKS	(NR_FORKS / 10)
