@@ -137,5 +137,7 @@ int main(void)
 		cmocka_unit_test(test_allocator_churn_with_pending_rcu_leaks_nothing),
 	};
 
+	/* a hang fails with a message instead of running into the ctest timeout */
+	rel_watchdog(100, "stress_allocator_churn: still running after 100 s");
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -193,5 +193,7 @@ int main(void)
 		cmocka_unit_test(test_cross_thread_unpinned_flow_stays_bounded),
 	};
 
+	/* a hang fails with a message instead of running into the ctest timeout */
+	rel_watchdog(100, "stress_cross_thread: still running after 100 s");
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

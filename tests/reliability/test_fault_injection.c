@@ -269,5 +269,7 @@ int main(void)
 						setup, teardown),
 	};
 
+	/* a hang fails with a message instead of running into the ctest timeout */
+	rel_watchdog(100, "test_fault_injection: still running after 100 s");
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -266,5 +266,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_fork_child_reports_refill_thread_failure_and_recovers),
 	};
 
+	/* a hang fails with a message instead of running into the ctest timeout */
+	rel_watchdog(100, "test_init_faults: still running after 100 s");
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
