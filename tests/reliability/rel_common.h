@@ -8,8 +8,11 @@
 #define BPFMEM_REL_COMMON_H
 
 #define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -117,31 +120,63 @@ static inline int rel_unclaim(void *obj)
 
 /*
  * A hang fails the test with a line naming it, instead of running into the
- * ctest timeout: rel_watchdog(s, what) arms an alarm, rel_watchdog(0, NULL)
- * disarms it.  Lines start with "WATCHDOG:" (the mutation step counts them
- * as hangs, not as checks that caught something).
+ * ctest timeout: rel_watchdog(s, what) arms the watchdog, rel_watchdog(0,
+ * NULL) disarms it.  Lines start with "WATCHDOG:" (the mutation step counts
+ * them as hangs, not as checks that caught something).  A thread, not
+ * alarm(): ThreadSanitizer delivers a signal only when the thread it picks
+ * reaches one of its own points, which a thread stuck in a loop never does.
  */
-static const char *rel_watchdog_what;
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	const char *what;	/* armed: what is running */
+	struct timespec until;
+	unsigned long gen;	/* +1 per arm or disarm */
+	bool started;
+} rel_wd = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 
-static inline void rel_watchdog_fire(int sig)
+static inline void *rel_watchdog_main(void *arg)
 {
-	static const char pre[] = "WATCHDOG: no progress: ";
-	ssize_t ignored;
+	(void)arg;
+	pthread_mutex_lock(&rel_wd.lock);
+	for (;;) {
+		unsigned long gen = rel_wd.gen;
 
-	(void)sig;
-	ignored = write(STDERR_FILENO, pre, sizeof(pre) - 1);
-	if (rel_watchdog_what)
-		ignored = write(STDERR_FILENO, rel_watchdog_what, strlen(rel_watchdog_what));
-	ignored = write(STDERR_FILENO, "\n", 1);
-	(void)ignored;
-	_exit(3);
+		if (!rel_wd.what) {
+			pthread_cond_wait(&rel_wd.cond, &rel_wd.lock);
+			continue;
+		}
+		if (pthread_cond_timedwait(&rel_wd.cond, &rel_wd.lock, &rel_wd.until) == ETIMEDOUT &&
+		    rel_wd.gen == gen && rel_wd.what) {
+			fprintf(stderr, "WATCHDOG: no progress: %s\n", rel_wd.what);
+			fflush(stderr);
+			_exit(3);
+		}
+	}
+	return NULL;
 }
 
 static inline void rel_watchdog(unsigned int seconds, const char *what)
 {
-	rel_watchdog_what = what;
-	signal(SIGALRM, rel_watchdog_fire);
-	alarm(seconds);
+	pthread_mutex_lock(&rel_wd.lock);
+	if (!rel_wd.started) {
+		sigset_t all, old;
+		pthread_t t;
+
+		/* the tests' signals never land on it */
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		rel_wd.started = pthread_create(&t, NULL, rel_watchdog_main, NULL) == 0;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (rel_wd.started)
+			pthread_detach(t);
+	}
+	clock_gettime(CLOCK_REALTIME, &rel_wd.until);
+	rel_wd.until.tv_sec += seconds;
+	rel_wd.what = seconds ? what : NULL;
+	rel_wd.gen++;
+	pthread_cond_signal(&rel_wd.cond);
+	pthread_mutex_unlock(&rel_wd.lock);
 }
 
 /* Warnings from the library (leak reports at destroy, WARN_ON_ONCE). */
