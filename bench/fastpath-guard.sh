@@ -16,29 +16,50 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-count() { # mode n -> instructions collected inside run_pairs()
-	valgrind --tool=callgrind --toggle-collect=run_pairs \
-		--callgrind-out-file="$tmp/cg.$1.$2" "$driver" "$1" "$2" >"$tmp/log" 2>&1 ||
-		{ cat "$tmp/log" >&2; exit 1; }
-	awk '/^(summary|totals):/ { print $2; exit }' "$tmp/cg.$1.$2"
+# count mode n: instructions collected inside run_pairs(); fails unless the run
+# succeeded and callgrind collected a positive count (a driver without
+# run_pairs, or one that never calls it, collects 0)
+count() {
+	if ! valgrind --tool=callgrind --toggle-collect=run_pairs \
+		--callgrind-out-file="$tmp/cg.$1.$2" "$driver" "$1" "$2" >"$tmp/log" 2>&1; then
+		cat "$tmp/log" >&2
+		echo "fastpath-guard: the $1 run ($2 pairs) failed" >&2
+		return 1
+	fi
+	n=$(awk '/^(summary|totals):/ { print $2; exit }' "$tmp/cg.$1.$2")
+	case $n in
+	'' | *[!0-9]* | 0)
+		echo "fastpath-guard: callgrind collected nothing inside run_pairs for" \
+			"the $1 run ($2 pairs): '$n'" >&2
+		return 1 ;;
+	esac
+	echo "$n"
+}
+
+# per_pair mode: instructions per alloc+free, from N and 2N pairs (the
+# difference cancels start-up and warm-up); 2N pairs must cost more than N
+per_pair() {
+	a=$(count "$1" "$N") || return 1
+	b=$(count "$1" $((2 * N))) || return 1
+	if [ "$b" -le "$a" ]; then
+		echo "fastpath-guard: $1: $((2 * N)) pairs counted $b instructions, not more" \
+			"than $N pairs ($a)" >&2
+		return 1
+	fi
+	awk -v a="$a" -v b="$b" -v n="$N" 'BEGIN { printf "%.2f", (b - a) / n }'
 }
 
 status=0
-per_pair() { # a b -> (b - a) / N
-	awk -v a="$1" -v b="$2" -v n="$N" 'BEGIN { printf "%.2f", (b - a) / n }'
-}
-ref=$(per_pair "$(count limit "$N")" "$(count limit $((2 * N)))")
+ref=$(per_pair limit) || exit 1
 echo "fastpath-guard: limit $ref instructions per alloc+free" \
 	"(the reference: a thread-local free list, bench/limit.c)"
 for mode in cache any; do
-	a=$(count "$mode" "$N")
-	b=$(count "$mode" $((2 * N)))
 	budget=$(awk -v k="${mode}_pair" '$1 == k { print $2 }' "$budget_file")
 	if [ -z "$budget" ]; then
 		echo "fastpath-guard: no ${mode}_pair line in $budget_file" >&2
 		exit 1
 	fi
-	per=$(per_pair "$a" "$b")
+	per=$(per_pair "$mode") || exit 1
 	if awk -v p="$per" -v m="$budget" 'BEGIN { exit !(p <= m) }'; then
 		echo "fastpath-guard: ${mode}_pair $per instructions per alloc+free (budget $budget): ok"
 	else

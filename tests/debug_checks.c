@@ -15,6 +15,7 @@
 
 #include <bpfmem.h>
 #include "kernel/irq_work.h"
+#include "helpers.h"
 
 static char last_msg[512];
 static int nr_warnings;
@@ -46,7 +47,7 @@ static int teardown(void **state)
 
 static void test_write_after_free_is_reported_with_its_offset(void **state)
 {
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	char *p, *q;
 
 	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
@@ -65,7 +66,7 @@ static void test_write_after_free_is_reported_with_its_offset(void **state)
 
 static void test_double_free_is_reported_and_the_second_free_dropped(void **state)
 {
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	void *p, *a, *b;
 
 	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
@@ -88,7 +89,7 @@ static void test_double_free_is_reported_and_the_second_free_dropped(void **stat
 
 static void test_double_free_rcu_of_fixed_object_is_reported(void **state)
 {
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	void *p;
 
 	assert_int_equal(bpf_mem_alloc_init(&ma, 32, false), 0);
@@ -145,7 +146,7 @@ static void test_foreign_pointer_to_fixed_cache_is_reported(void **state)
 
 static void test_correct_use_through_refills_and_rcu_reports_nothing(void **state)
 {
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	void *held[300];
 
 	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
@@ -203,7 +204,7 @@ static void test_garbage_allocator_is_reported_by_alloc_and_free(void **state)
 
 static void test_destroy_reports_outstanding_objects_with_their_count(void **state)
 {
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	char *leaked[3];
 
 	assert_int_equal(bpf_mem_alloc_init(&ma, 24, false), 0);
@@ -241,5 +242,5 @@ int main(void)
 						setup, teardown),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return t_run_group(tests, NULL, NULL);
 }

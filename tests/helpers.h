@@ -6,9 +6,11 @@
 #ifndef BPFMEM_TESTS_HELPERS_H
 #define BPFMEM_TESTS_HELPERS_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -16,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include <bpfmem.h>
@@ -83,18 +87,134 @@ static inline unsigned long t_mailbox_cnt(struct bpf_mem_cache *c)
 	return (unsigned long)reuse_ready(c);
 }
 
+/* ---- the watchdog: a test that hangs fails, saying which one ---- */
+
 /*
- * Runs the suite; T_FILTER=<glob> in the environment runs only the matching
- * tests.  Allocators in tests are `static`: a failed assertion skips the
- * destroy, and a stack allocator left in the library's registry of live
- * allocators would corrupt later tests.
+ * One thread watches the test that is running: still running after
+ * T_WATCHDOG_SECONDS (default 60) ends the process with a line starting
+ * "WATCHDOG:" (the mutation step tells a hang from a failed check by it).
+ * A failed assertion longjmps out of the test, so whatever waits for that
+ * test's clean-up would otherwise hang the next test, or the binary.
  */
-#define t_run(tests) ({							\
-	const char *__f = getenv("T_FILTER");				\
-	if (__f)							\
-		cmocka_set_test_filter(__f);				\
-	cmocka_run_group_tests(tests, t_attach_cpu0, NULL);		\
-})
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	const char *test;	/* the test running, NULL between tests */
+	unsigned long gen;	/* +1 per test started */
+	bool started;
+} t_wd = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+static inline int t_watchdog_seconds(void)
+{
+	const char *s = getenv("T_WATCHDOG_SECONDS");
+	int v = s ? atoi(s) : 0;
+
+	return v > 0 ? v : 60;
+}
+
+static inline void *t_watchdog_main(void *arg)
+{
+	int limit = t_watchdog_seconds();
+
+	(void)arg;
+	pthread_mutex_lock(&t_wd.lock);
+	for (;;) {
+		unsigned long gen;
+		struct timespec until;
+
+		while (!t_wd.test)
+			pthread_cond_wait(&t_wd.cond, &t_wd.lock);
+		gen = t_wd.gen;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += limit;
+		while (t_wd.test && t_wd.gen == gen) {
+			if (pthread_cond_timedwait(&t_wd.cond, &t_wd.lock, &until) == ETIMEDOUT &&
+			    t_wd.test && t_wd.gen == gen) {
+				fprintf(stderr, "WATCHDOG: %s still running after %d s: it hangs\n",
+					t_wd.test, limit);
+				fflush(stderr);
+				_exit(1);
+			}
+		}
+	}
+	return NULL;
+}
+
+/* Test setup: arm the watchdog for this test (its name is initial_state). */
+static inline int t_watchdog_arm(void **state)
+{
+	sigset_t all, old;
+	pthread_t t;
+
+	pthread_mutex_lock(&t_wd.lock);
+	if (!t_wd.started) {
+		/* process-directed signals of the tests never land on it */
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		t_wd.started = pthread_create(&t, NULL, t_watchdog_main, NULL) == 0;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (t_wd.started)
+			pthread_detach(t);
+	}
+	t_wd.test = *state;
+	t_wd.gen++;
+	pthread_cond_signal(&t_wd.cond);
+	pthread_mutex_unlock(&t_wd.lock);
+	*state = NULL;
+	return 0;
+}
+
+static inline void t_readers_release_all(void);
+
+/* Test teardown, also after a failed assertion: disarm, and let go of the
+ * readers the test left inside. */
+static inline int t_watchdog_disarm(void **state)
+{
+	(void)state;
+	t_readers_release_all();
+	pthread_mutex_lock(&t_wd.lock);
+	t_wd.test = NULL;
+	pthread_cond_signal(&t_wd.cond);
+	pthread_mutex_unlock(&t_wd.lock);
+	return 0;
+}
+
+/*
+ * Runs the suite under the watchdog; T_FILTER=<glob> in the environment
+ * runs only the matching tests.  Allocators in tests are `static`: a failed
+ * assertion skips the destroy, and a stack allocator left in the library's
+ * registry of live allocators would corrupt later tests.
+ */
+static inline int t_run_tests(const char *group, const struct CMUnitTest *tests, size_t n,
+			      CMFixtureFunction setup, CMFixtureFunction teardown)
+{
+	struct CMUnitTest *watched = calloc(n, sizeof(*watched));
+	const char *filter = getenv("T_FILTER");
+	int ret;
+
+	if (!watched)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		watched[i] = tests[i];
+		/* tests with fixtures of their own are watched as a whole below */
+		if (!tests[i].setup_func && !tests[i].teardown_func && !tests[i].initial_state) {
+			watched[i].setup_func = t_watchdog_arm;
+			watched[i].teardown_func = t_watchdog_disarm;
+			watched[i].initial_state = (void *)tests[i].name;
+		}
+	}
+	if (filter)
+		cmocka_set_test_filter(filter);
+	ret = _cmocka_run_group_tests(group, watched, n, setup, teardown);
+	free(watched);
+	return ret;
+}
+
+#define t_run_group(tests, setup, teardown)				\
+	t_run_tests(#tests, tests, sizeof(tests) / sizeof((tests)[0]), setup, teardown)
+
+/* The common case: the main thread owns virtual CPU 0. */
+#define t_run(tests) t_run_group(tests, t_attach_cpu0, NULL)
 
 /* Is `obj` in one of c's ready chains (waiting in a reuse slot)? */
 static inline bool t_ready_holds(struct bpf_mem_cache *c, const void *obj)
@@ -186,12 +306,21 @@ static inline int t_warn_stop(struct t_warn_log *log)
 
 /* ---- a reader parked inside an RCU read-side section ---- */
 
+/*
+ * Readers live in a static pool, not on the test's stack: a test that fails
+ * while its reader is inside leaves the frame, and the teardown lets the
+ * reader go (else every later grace period of the binary waits for it).
+ */
 struct t_reader {
 	pthread_t thread;
 	bool trace;		/* RCU tasks trace instead of RCU */
+	bool used;		/* pool slot taken (main thread only) */
 	sem_t inside, release;
 	_Atomic int released;	/* set just before the read-side section ends */
 };
+
+#define T_READERS_MAX 8
+static struct t_reader t_readers[T_READERS_MAX];
 
 static inline void *t_reader_main(void *arg)
 {
@@ -202,7 +331,8 @@ static inline void *t_reader_main(void *arg)
 	else
 		bpfmem_rcu_read_lock();
 	sem_post(&r->inside);
-	sem_wait(&r->release);
+	while (sem_wait(&r->release))
+		;
 	atomic_store(&r->released, 1);
 	if (r->trace)
 		bpfmem_rcu_read_unlock_trace();
@@ -212,22 +342,49 @@ static inline void *t_reader_main(void *arg)
 }
 
 /* Returns once the reader is inside its read-side section. */
-static inline void t_reader_enter(struct t_reader *r, bool trace)
+static inline struct t_reader *t_reader_enter(bool trace)
 {
+	struct t_reader *r = NULL;
+
+	for (int i = 0; i < T_READERS_MAX && !r; i++)
+		if (!t_readers[i].used)
+			r = &t_readers[i];
+	assert_non_null(r);
+	r->used = true;
 	r->trace = trace;
 	atomic_store(&r->released, 0);
 	sem_init(&r->inside, 0, 0);
 	sem_init(&r->release, 0, 0);
 	assert_int_equal(pthread_create(&r->thread, NULL, t_reader_main, r), 0);
-	sem_wait(&r->inside);
+	while (sem_wait(&r->inside))
+		;
+	return r;
 }
 
+/* Lets the reader leave its section and waits until it has. */
 static inline void t_reader_leave(struct t_reader *r)
 {
 	sem_post(&r->release);
 	assert_int_equal(pthread_join(r->thread, NULL), 0);
 	sem_destroy(&r->inside);
 	sem_destroy(&r->release);
+	r->used = false;
+}
+
+static inline void t_readers_release_all(void)
+{
+	for (int i = 0; i < T_READERS_MAX; i++) {
+		struct t_reader *r = &t_readers[i];
+
+		if (!r->used)
+			continue;
+		print_error("a reader was still inside at the end of the test: let go\n");
+		sem_post(&r->release);
+		pthread_join(r->thread, NULL);
+		sem_destroy(&r->inside);
+		sem_destroy(&r->release);
+		r->used = false;
+	}
 }
 
 #endif /* BPFMEM_TESTS_HELPERS_H */

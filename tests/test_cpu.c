@@ -137,7 +137,7 @@ static void *alloc_first(void *arg)
 
 static void test_first_alloc_attaches_implicitly(void **state)
 {
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	struct probe p = { .ma = &ma };
 
 	(void)state;
@@ -163,7 +163,7 @@ static void *free_first(void *arg)
 
 static void test_first_free_attaches_implicitly(void **state)
 {
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	struct probe p = { .ma = &ma };
 
 	(void)state;
@@ -205,7 +205,7 @@ static void *attach_once(void *arg)
 
 static void test_implicitly_attached_cpu_is_released_at_thread_exit(void **state)
 {
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	struct probe p = { .ma = &ma };
 	struct attach_req r = { 0 };
 
@@ -381,7 +381,7 @@ static void *this_cpu_ptr_first(void *arg)
 
 static void test_this_cpu_ptr_attaches_and_returns_that_cpus_copy(void **state)
 {
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	struct this_cpu_req r = { 0 };
 	void *obj;
 
@@ -469,7 +469,7 @@ static void *alloc_and_wait_for_all(void *arg)
 
 static void test_concurrently_live_threads_hold_distinct_cpus(void **state)
 {
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	struct live l = { .ma = &ma };
 	pthread_t t[LIVE_THREADS];
 
@@ -532,7 +532,7 @@ static void *attach_and_alloc(void *arg)
 
 static void check_next_owner_gets_cached_objects(bool detach)
 {
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	struct handover a = { .ma = &ma, .cpu = 3, .detach = detach };
 	struct handover b = { .ma = &ma, .cpu = 3 };
 
@@ -590,7 +590,7 @@ static void *cache_objects_and_exit(void *arg)
 
 static void test_thread_exit_releases_cpu_and_keeps_its_cached_objects(void **state)
 {
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	struct exiter e = { .ma = &ma };
 	struct bpfmem_cache_stats after = { .sz = sizeof(after) };
 	long outstanding = slab_outstanding();
@@ -641,5 +641,5 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	(void)argc;
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return t_run_group(tests, setup, teardown);
 }

@@ -24,6 +24,7 @@
 #include "kernel/irq_work.h"
 #include "kernel/percpu.h"
 #include "kernel/slab.h"
+#include "helpers.h"
 
 #if defined(__SANITIZE_THREAD__)
 /* The library restarts its threads in the child, which is the point here. */
@@ -173,6 +174,7 @@ enum child_fail {
 	CHILD_INIT,
 	CHILD_WARNED,
 	CHILD_RCU_PENDING,
+	CHILD_NO_REFILL,
 };
 
 static int child_inherited(void)
@@ -216,7 +218,7 @@ static int child_inherited(void)
  */
 static int child_new_allocator(void)
 {
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	void *obj[CHILD_OBJS];
 
 	if (bpf_mem_alloc_init(&ma, 0, false))
@@ -239,7 +241,7 @@ static int child_new_allocator(void)
  * lists when it returns. */
 static int child_rcu_barrier(void)
 {
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	void *obj[CHILD_OBJS];
 	int cpu, ret = CHILD_OK;
 
@@ -324,12 +326,99 @@ static void test_child_rcu_barrier_waits_for_its_free_rcu_objects(void **state)
 	fork_and_check(child_rcu_barrier);
 }
 
+/* ---- guards and slots held by a thread that vanishes in the fork ---- */
+
+/*
+ * A parent thread that is inside a cache when another thread forks leaves
+ * that cache's guard held in the child, where it has no owner any more; one
+ * that claimed a reuse slot and had not filled it leaves the slot busy.  A
+ * thread cannot be frozen inside the library on demand, so the parked
+ * thread takes the guards the way the library does on entry (the `active`
+ * count of its own vCPU's cache, the shared CPU's lock), claims every free
+ * reuse slot of that cache, and holds them across the fork.  The child
+ * attaches to that vCPU and must allocate, through refills.
+ */
+static struct {
+	sem_t held, release;
+	int cpu;
+} parked;
+
+static void *hold_guards_across_fork(void *arg)
+{
+	struct bpf_mem_cache *c = NULL;
+
+	(void)arg;
+	parked.cpu = -1;
+	for (int cpu = bpfmem_nr_cpus() - 1; cpu > 0 && parked.cpu < 0; cpu--)
+		if (!bpfmem_thread_attach(cpu, 0))
+			parked.cpu = cpu;
+	if (parked.cpu >= 0) {
+		c = t_cache(&fixed_ma, 0, parked.cpu);
+		local_inc_return(&c->active);
+		atomic_store(&t_cache(&fixed_ma, 0, SHARED_CPU)->shared_lock, 1);
+		/* as a producer between claiming a reuse slot and filling it */
+		t_slots_block(c);
+	}
+	sem_post(&parked.held);
+	while (sem_wait(&parked.release))
+		;
+	if (c) {
+		t_slots_release(c);
+		atomic_store(&t_cache(&fixed_ma, 0, SHARED_CPU)->shared_lock, 0);
+		local_dec(&c->active);
+	}
+	return NULL;
+}
+
+/* More objects than the vCPU's cache held come from that cache: its
+ * refills reached it (borrowing from the shared CPU does not count). */
+static int child_on_vanished_threads_vcpu(void)
+{
+	struct bpf_mem_cache *c = t_cache(&fixed_ma, 0, parked.cpu);
+	void *obj[CHILD_OBJS];
+	long cached, own = 0;
+
+	if (bpfmem_thread_attach(parked.cpu, 0))
+		return CHILD_INIT;
+	cached = t_free_cnt(c) + (long)t_mailbox_cnt(c);
+	for (int i = 0; i < CHILD_OBJS; i++) {
+		obj[i] = alloc_wait(&fixed_ma, 0);
+		if (!obj[i])
+			return CHILD_ALLOC_NULL;
+		own += t_owner(obj[i]) == c;
+		irq_work_flush();	/* the refill this raised has landed */
+	}
+	for (int i = 0; i < CHILD_OBJS; i++)
+		bpf_mem_cache_free(&fixed_ma, obj[i]);
+	return own > cached ? CHILD_OK : CHILD_NO_REFILL;
+}
+
+static void test_child_finds_no_guard_or_slot_held_by_a_vanished_thread(void **state)
+{
+	pthread_t t;
+
+	(void)state;
+	sem_init(&parked.held, 0, 0);
+	sem_init(&parked.release, 0, 0);
+	assert_int_equal(pthread_create(&t, NULL, hold_guards_across_fork, NULL), 0);
+	while (sem_wait(&parked.held))
+		;
+	if (parked.cpu >= 0)
+		fork_and_check(child_on_vanished_threads_vcpu);
+	sem_post(&parked.release);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	sem_destroy(&parked.held);
+	sem_destroy(&parked.release);
+	if (parked.cpu < 0)
+		fail_msg("no free vCPU for the thread holding the guards");
+}
+
 /* ---- the parent afterwards ---- */
 
 static void test_parent_keeps_working_after_forks(void **state)
 {
 	long rounds_before;
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	void *obj[CHILD_OBJS];
 
 	(void)state;
@@ -384,11 +473,12 @@ int main(void)
 		cmocka_unit_test(test_child_uses_inherited_allocators_while_parent_threads_churn),
 		cmocka_unit_test(test_child_creates_and_destroys_new_allocator),
 		cmocka_unit_test(test_child_rcu_barrier_waits_for_its_free_rcu_objects),
+		cmocka_unit_test(test_child_finds_no_guard_or_slot_held_by_a_vanished_thread),
 		cmocka_unit_test(test_parent_keeps_working_after_forks),
 		cmocka_unit_test(test_parent_returns_everything_to_backend_after_forks),
 	};
 
 	signal(SIGALRM, watchdog);
 	alarm(WATCHDOG_SECONDS);
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return t_run_group(tests, setup, teardown);
 }

@@ -46,13 +46,13 @@ static void test_cache_free_rcu_not_reused_while_rcu_reader_inside(void **state)
 	static struct bpf_mem_alloc ma;
 	void **held = calloc(NR_ALLOCS, sizeof(void *));
 	unsigned long frees0;
-	struct t_reader r;
+	struct t_reader *r;
 	void *p;
 
 	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
 	p = cache_alloc_flushed(&ma);
 	frees0 = t_stats(&ma, 0).backend_frees;
-	t_reader_enter(&r, false);
+	r = t_reader_enter(false);
 	bpf_mem_cache_free_rcu(&ma, p);
 	for (int i = 0; i < NR_ALLOCS; i++) {
 		held[i] = cache_alloc_flushed(&ma);
@@ -61,7 +61,7 @@ static void test_cache_free_rcu_not_reused_while_rcu_reader_inside(void **state)
 	assert_int_equal(t_stats(&ma, 0).backend_frees, frees0);
 	touch(p, 64);
 	/* after the grace period it waits, ready for reuse, in its cache */
-	t_reader_leave(&r);
+	t_reader_leave(r);
 	bpfmem_rcu_barrier();
 	assert_true(t_ready_holds(t_cache(&ma, 0, 0), p));
 	assert_int_equal(t_stats(&ma, 0).backend_frees, frees0);
@@ -77,13 +77,13 @@ static void test_free_rcu_not_reused_while_rcu_reader_inside(void **state)
 	void **held = calloc(NR_ALLOCS, sizeof(void *));
 	int idx = t_class_idx(128);
 	unsigned long frees0;
-	struct t_reader r;
+	struct t_reader *r;
 	void *p;
 
 	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
 	p = any_alloc_flushed(&ma, 100);
 	frees0 = t_stats(&ma, idx).backend_frees;
-	t_reader_enter(&r, false);
+	r = t_reader_enter(false);
 	bpf_mem_free_rcu(&ma, p);
 	for (int i = 0; i < NR_ALLOCS; i++) {
 		held[i] = any_alloc_flushed(&ma, 100);
@@ -91,7 +91,7 @@ static void test_free_rcu_not_reused_while_rcu_reader_inside(void **state)
 	}
 	assert_int_equal(t_stats(&ma, idx).backend_frees, frees0);
 	touch(p, 100);
-	t_reader_leave(&r);
+	t_reader_leave(r);
 	bpfmem_rcu_barrier();
 	assert_true(t_ready_holds(t_cache(&ma, idx, 0), p));
 	assert_int_equal(t_stats(&ma, idx).backend_frees, frees0);
@@ -110,14 +110,14 @@ static void test_free_rcu_memory_stays_valid_while_trace_reader_inside(void **st
 	static struct bpf_mem_alloc ma;
 	void **held = calloc(NR_ALLOCS, sizeof(void *));
 	unsigned long frees0;
-	struct t_reader r;
+	struct t_reader *r;
 	bool reused = false;
 	void *p;
 
 	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
 	p = cache_alloc_flushed(&ma);
 	frees0 = t_stats(&ma, 0).backend_frees;
-	t_reader_enter(&r, true);
+	r = t_reader_enter(true);
 	bpf_mem_cache_free_rcu(&ma, p);
 	for (int i = 0; i < NR_ALLOCS; i++) {
 		held[i] = cache_alloc_flushed(&ma);
@@ -128,7 +128,7 @@ static void test_free_rcu_memory_stays_valid_while_trace_reader_inside(void **st
 		assert_false(reused);
 	assert_int_equal(t_stats(&ma, 0).backend_frees, frees0);
 	touch(p, 64);
-	t_reader_leave(&r);
+	t_reader_leave(r);
 	bpfmem_rcu_barrier();
 	assert_true(reused || t_ready_holds(t_cache(&ma, 0, 0), p));
 	assert_int_equal(t_stats(&ma, 0).backend_frees, frees0);
@@ -183,24 +183,93 @@ static void test_rcu_barrier_returns_frees_batched_behind_a_callback(void **stat
 {
 	static struct bpf_mem_alloc ma;
 	unsigned long frees0;
-	struct t_reader r;
+	struct t_reader *r;
 	void *p[10];
 
 	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
 	for (int i = 0; i < 10; i++)
 		p[i] = cache_alloc_flushed(&ma);
 	frees0 = t_stats(&ma, 0).backend_frees;
-	t_reader_enter(&r, false);
+	r = t_reader_enter(false);
 	bpf_mem_cache_free_rcu(&ma, p[0]);
 	irq_work_flush();	/* p[0]'s callback is queued and cannot run yet */
 	assert_int_equal(atomic_load(&t_cache(&ma, 0, 0)->call_rcu_in_progress), 1);
 	for (int i = 1; i < 10; i++)
 		bpf_mem_cache_free_rcu(&ma, p[i]);
-	t_reader_leave(&r);
+	t_reader_leave(r);
 	bpfmem_rcu_barrier();
 	for (int i = 0; i < 10; i++)
 		assert_true(t_ready_holds(t_cache(&ma, 0, 0), p[i]));
 	assert_int_equal(t_stats(&ma, 0).backend_frees, frees0);
+	bpf_mem_alloc_destroy(&ma);
+}
+
+/*
+ * Frees batched behind a callback already in flight wait for a grace period
+ * of their own.  Reader A holds the grace period of p0's callback, reader B
+ * enters after that grace period began, p1 is freed behind the callback,
+ * then A leaves: p0's grace period can end, p1's cannot while B is inside,
+ * so no allocation may return p1.  The precondition, p0's grace period
+ * ending while B is inside, shows as p0 coming back (after their RCU grace
+ * period the objects are recyclable); a round where B entered before that
+ * grace period began never sees it and is retried.
+ */
+#define BEHIND_ROUNDS	10
+#define BEHIND_MAX	20000	/* objects held per round */
+
+static void test_free_rcu_batched_behind_callback_in_flight_waits_for_own_gp(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	static void *held[BEHIND_MAX];
+	struct timespec settle = { .tv_nsec = 20 * 1000000L };
+	int got_there = 0, rounds = 0, p1_reused = 0;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
+	for (; rounds < BEHIND_ROUNDS && !got_there; rounds++) {
+		void *p0 = cache_alloc_flushed(&ma), *p1 = cache_alloc_flushed(&ma);
+		struct t_reader *a, *b;
+		int n = 0, seen_p0_at = -1;
+		double deadline;
+		struct timespec now;
+
+		a = t_reader_enter(false);
+		bpf_mem_cache_free_rcu(&ma, p0);
+		irq_work_flush();	/* p0's callback is queued; A holds its grace period */
+		nanosleep(&settle, NULL);	/* and the grace period has begun */
+		b = t_reader_enter(false);
+		bpf_mem_cache_free_rcu(&ma, p1);	/* batched behind the callback */
+		irq_work_flush();
+		t_reader_leave(a);
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		deadline = (double)now.tv_sec + now.tv_nsec / 1e9 + 2.0;
+		/* allocate until p0 is back, then a few refill batches more */
+		while (n < BEHIND_MAX && (seen_p0_at < 0 || n < seen_p0_at + 400)) {
+			void *p = cache_alloc_flushed(&ma);
+
+			held[n++] = p;
+			if (p == p0 && seen_p0_at < 0)
+				seen_p0_at = n;
+			if (p == p1)
+				p1_reused++;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (seen_p0_at < 0 && (double)now.tv_sec + now.tv_nsec / 1e9 > deadline)
+				break;
+			if (seen_p0_at < 0 && n % 64 == 0)
+				nanosleep(&(struct timespec){ .tv_nsec = 1000000L }, NULL);
+		}
+		got_there = seen_p0_at >= 0;
+		t_reader_leave(b);
+		while (n)
+			bpf_mem_cache_free(&ma, held[--n]);
+		bpfmem_rcu_barrier();
+		assert_int_equal(p1_reused, 0);
+	}
+	print_message("p0's grace period ended with reader B inside in round %d of %d\n",
+		      rounds, BEHIND_ROUNDS);
+	if (!got_there)
+		fail_msg("in %d rounds p0 never came back while reader B was inside: the case "
+			 "this test is about did not happen", BEHIND_ROUNDS);
 	bpf_mem_alloc_destroy(&ma);
 }
 
@@ -234,18 +303,18 @@ static void trimmed_stay_valid_while_reader_inside(struct bpf_mem_alloc *ma, boo
 {
 	unsigned char *held[120];
 	unsigned long frees0;
-	struct t_reader r;
+	struct t_reader *r;
 	int n;
 
 	assert_int_equal(bpf_mem_alloc_init(ma, 100, false), 0);
 	frees0 = t_stats(ma, 0).backend_frees;
-	t_reader_enter(&r, trace);
+	r = t_reader_enter(trace);
 	n = fill_then_trim(ma, held);
 	/* no object went back to malloc: ASan would catch reading it */
 	for (int i = n; i < 120; i++)
 		touch(held[i], 100);
 	assert_int_equal(t_stats(ma, 0).backend_frees, frees0);
-	t_reader_leave(&r);
+	t_reader_leave(r);
 	bpfmem_rcu_barrier();
 	t_slots_release(t_cache(ma, 0, 0));
 	t_slots_release(t_cache(ma, 0, bpfmem_nr_cpus()));
@@ -269,6 +338,80 @@ static void test_trimmed_objects_stay_valid_while_trace_reader_inside(void **sta
 	trimmed_stay_valid_while_reader_inside(&ma, true);
 }
 
+/*
+ * The same for the tasks-trace stage, with trims: trace reader A holds the
+ * grace period of a first trimmed batch, trace reader B enters after it
+ * began, a second batch is trimmed behind it, A leaves.  The first batch
+ * may go back to the backend (the precondition, shown by backend_frees),
+ * the second may not while B is inside.  The reuse slots are blocked, so
+ * the trims take the grace-period path, and no allocation runs meanwhile,
+ * so the refill recycles neither batch.
+ */
+static void test_trimmed_behind_trace_gp_in_flight_wait_for_own_gp(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	static unsigned char *held[160];
+	struct timespec settle = { .tv_nsec = 20 * 1000000L };
+	struct bpf_mem_cache *c;
+	int got_there = 0, rounds = 0;
+	long early = 0;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 100, false), 0);
+	c = t_cache(&ma, 0, 0);
+	for (; rounds < BEHIND_ROUNDS && !got_there; rounds++) {
+		unsigned long frees0 = t_stats(&ma, 0).backend_frees, freed;
+		struct t_reader *a, *b;
+		struct timespec now;
+		double deadline;
+		int n = 160, cnt;
+
+		for (int i = 0; i < n; i++)
+			held[i] = cache_alloc_flushed(&ma);
+		/* trims through the grace periods, not to the reuse slots (the
+		 * shared CPU's too, which CPU 0 may have borrowed from) */
+		t_slots_block(c);
+		t_slots_block(t_cache(&ma, 0, bpfmem_nr_cpus()));
+		a = t_reader_enter(true);
+		for (cnt = t_free_cnt(c); cnt <= c->high_watermark; cnt++)
+			bpf_mem_cache_free(&ma, held[--n]);	/* first trim */
+		irq_work_flush();
+		nanosleep(&settle, NULL);	/* its grace period has begun */
+		b = t_reader_enter(true);
+		for (cnt = t_free_cnt(c); cnt <= c->high_watermark; cnt++)
+			bpf_mem_cache_free(&ma, held[--n]);	/* second trim, behind it */
+		irq_work_flush();
+		t_reader_leave(a);
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		deadline = (double)now.tv_sec + now.tv_nsec / 1e9 + 2.0;
+		do {
+			nanosleep(&(struct timespec){ .tv_nsec = 1000000L }, NULL);
+			freed = t_stats(&ma, 0).backend_frees - frees0;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+		} while (freed == 0 && (double)now.tv_sec + now.tv_nsec / 1e9 < deadline);
+		if (freed) {
+			got_there = 1;
+			nanosleep(&settle, NULL);	/* room for a wrong second free */
+			freed = t_stats(&ma, 0).backend_frees - frees0;
+			/* one trim's worth: (high - low) / 2 + 1 objects */
+			early = (long)freed - ((c->high_watermark - c->low_watermark) / 2 + 1);
+		}
+		t_reader_leave(b);
+		bpfmem_rcu_barrier();
+		t_slots_release(c);
+		t_slots_release(t_cache(&ma, 0, bpfmem_nr_cpus()));
+		while (n)
+			bpf_mem_cache_free(&ma, held[--n]);
+		assert_int_equal(early, 0);
+	}
+	print_message("the first trim's grace period ended with reader B inside in round %d "
+		      "of %d\n", rounds, BEHIND_ROUNDS);
+	if (!got_there)
+		fail_msg("in %d rounds the first trimmed batch never went back while reader B "
+			 "was inside: the case this test is about did not happen", BEHIND_ROUNDS);
+	bpf_mem_alloc_destroy(&ma);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -278,8 +421,10 @@ int main(void)
 		cmocka_unit_test(test_free_rcu_is_ready_for_reuse_after_barrier),
 		cmocka_unit_test(test_free_rcu_returns_to_backend_when_no_slot_is_free),
 		cmocka_unit_test(test_rcu_barrier_returns_frees_batched_behind_a_callback),
+		cmocka_unit_test(test_free_rcu_batched_behind_callback_in_flight_waits_for_own_gp),
 		cmocka_unit_test(test_trimmed_objects_stay_valid_while_rcu_reader_inside),
 		cmocka_unit_test(test_trimmed_objects_stay_valid_while_trace_reader_inside),
+		cmocka_unit_test(test_trimmed_behind_trace_gp_in_flight_wait_for_own_gp),
 	};
 
 	return t_run(tests);

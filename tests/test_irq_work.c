@@ -171,5 +171,5 @@ int main(void)
 
 	if (filter)
 		cmocka_set_test_filter(filter);
-	return cmocka_run_group_tests(tests, setup, NULL);
+	return t_run_group(tests, setup, NULL);
 }

@@ -183,7 +183,7 @@ static void *churn(void *arg)
 
 static void test_more_threads_than_cpus_all_allocate_through_shared_path(void **state)
 {
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	struct worker w[THREADS];
 	pthread_barrier_t all_started;
 	pthread_t t[THREADS];
@@ -264,7 +264,7 @@ static void *contend(void *arg)
 
 static void test_overflow_threads_never_get_null_while_shared_cache_has_objects(void **state)
 {
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	pthread_barrier_t go, done;
 	struct contender c[4];
 	pthread_t t[4];
@@ -590,5 +590,5 @@ int main(int argc, char **argv)
 	}
 	signal(SIGALRM, watchdog);
 	alarm(90);
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return t_run_group(tests, setup, teardown);
 }

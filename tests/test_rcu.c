@@ -11,13 +11,7 @@
 #include "kernel/rcu.h"
 
 #define ROUNDS 25
-
-struct nested_reader {
-	pthread_t thread;
-	bool trace;
-	sem_t inside, release;
-	_Atomic int released;
-};
+#define HOLD_NS 5000000L	/* a reader stays this long inside after synchronize began */
 
 static void lock(bool trace)
 {
@@ -35,21 +29,6 @@ static void unlock(bool trace)
 		bpfmem_rcu_read_unlock();
 }
 
-/* Two levels deep, then one level left: still inside the outer section. */
-static void *nested_reader_main(void *arg)
-{
-	struct nested_reader *r = arg;
-
-	lock(r->trace);
-	lock(r->trace);
-	unlock(r->trace);
-	sem_post(&r->inside);
-	sem_wait(&r->release);
-	atomic_store(&r->released, 1);
-	unlock(r->trace);
-	return NULL;
-}
-
 static void synchronize(bool trace)
 {
 	if (trace)
@@ -59,61 +38,104 @@ static void synchronize(bool trace)
 }
 
 /*
- * The reader sets `released` just before it leaves; it is let go right
- * before synchronize starts, so a synchronize that did not wait for it
- * would usually return while `released` is still 0.
+ * A reader that stays inside across a synchronize, and proves it: it
+ * enters, waits until the synchronizing thread is about to call
+ * synchronize, stays HOLD_NS longer (so the call is under way), notes
+ * whether synchronize has returned, and only then leaves.  A grace period
+ * that does not wait for it returns within the hold: the reader sees
+ * `sync_done` while still inside.
  */
-static void synchronize_waits_for_reader(bool trace)
+struct held {
+	bool trace;
+	int depth;		/* 2: nested, one level left before the hold */
+	sem_t inside;
+	_Atomic int sync_started, sync_done;
+	_Atomic int held_across;	/* inside when synchronize started */
+	_Atomic int done_while_inside;	/* synchronize returned before we left */
+	_Atomic int left;
+};
+
+static void hold_across_synchronize(struct held *h)
+{
+	struct timespec hold = { .tv_nsec = HOLD_NS };
+
+	while (!atomic_load(&h->sync_started))
+		;
+	atomic_store(&h->held_across, 1);
+	nanosleep(&hold, NULL);		/* async-signal-safe: also from a handler */
+	atomic_store(&h->done_while_inside, atomic_load(&h->sync_done));
+	atomic_store(&h->left, 1);
+}
+
+static void *held_reader_main(void *arg)
+{
+	struct held *h = arg;
+
+	for (int i = 0; i < h->depth; i++)
+		lock(h->trace);
+	for (int i = 1; i < h->depth; i++)
+		unlock(h->trace);
+	sem_post(&h->inside);
+	hold_across_synchronize(h);
+	unlock(h->trace);
+	return NULL;
+}
+
+/* The synchronizer's side, once the reader is inside. */
+static void synchronize_under_reader(struct held *h, bool sync_trace)
+{
+	atomic_store(&h->sync_started, 1);
+	synchronize(sync_trace);
+	atomic_store(&h->sync_done, 1);
+}
+
+static void check_held(struct held *h)
+{
+	assert_int_equal(atomic_load(&h->held_across), 1);
+	assert_int_equal(atomic_load(&h->done_while_inside), 0);
+	assert_int_equal(atomic_load(&h->left), 1);
+}
+
+/* ROUNDS readers of `reader_trace`'s domain, `depth` deep, each held
+ * across a synchronize of `sync_trace`'s domain. */
+static void synchronize_waits_for_held_reader(bool reader_trace, int depth, bool sync_trace)
 {
 	for (int i = 0; i < ROUNDS; i++) {
-		struct t_reader r;
+		static struct held h;
+		pthread_t t;
 
-		t_reader_enter(&r, trace);
-		sem_post(&r.release);
-		synchronize(trace);
-		assert_int_equal(atomic_load(&r.released), 1);
-		assert_int_equal(pthread_join(r.thread, NULL), 0);
-		sem_destroy(&r.inside);
-		sem_destroy(&r.release);
+		memset(&h, 0, sizeof(h));
+		h.trace = reader_trace;
+		h.depth = depth;
+		sem_init(&h.inside, 0, 0);
+		assert_int_equal(pthread_create(&t, NULL, held_reader_main, &h), 0);
+		while (sem_wait(&h.inside))
+			;
+		synchronize_under_reader(&h, sync_trace);
+		assert_int_equal(pthread_join(t, NULL), 0);
+		sem_destroy(&h.inside);
+		check_held(&h);
 	}
 }
 
 static void test_synchronize_rcu_waits_for_a_reader_inside(void **state)
 {
-	synchronize_waits_for_reader(false);
+	synchronize_waits_for_held_reader(false, 1, false);
 }
 
 static void test_synchronize_rcu_trace_waits_for_a_trace_reader_inside(void **state)
 {
-	synchronize_waits_for_reader(true);
-}
-
-static void nested_reader_stays_inside(bool trace)
-{
-	for (int i = 0; i < ROUNDS; i++) {
-		struct nested_reader r = { .trace = trace };
-
-		sem_init(&r.inside, 0, 0);
-		sem_init(&r.release, 0, 0);
-		assert_int_equal(pthread_create(&r.thread, NULL, nested_reader_main, &r), 0);
-		sem_wait(&r.inside);
-		sem_post(&r.release);
-		synchronize(trace);
-		assert_int_equal(atomic_load(&r.released), 1);
-		assert_int_equal(pthread_join(r.thread, NULL), 0);
-		sem_destroy(&r.inside);
-		sem_destroy(&r.release);
-	}
+	synchronize_waits_for_held_reader(true, 1, true);
 }
 
 static void test_nested_rcu_reader_stays_inside_until_outermost_unlock(void **state)
 {
-	nested_reader_stays_inside(false);
+	synchronize_waits_for_held_reader(false, 2, false);
 }
 
 static void test_nested_trace_reader_stays_inside_until_outermost_unlock(void **state)
 {
-	nested_reader_stays_inside(true);
+	synchronize_waits_for_held_reader(true, 2, true);
 }
 
 static void test_synchronize_without_readers_returns(void **state)
@@ -134,45 +156,38 @@ static void test_trace_implies_rcu_gp_only_with_the_same_flavor(void **state)
  */
 static void test_trace_reader_holds_rcu_gp_only_with_the_same_flavor(void **state)
 {
-	struct t_reader r;
+	struct t_reader *r;
 
-	t_reader_enter(&r, true);
 	if (BPFMEM_RCU_SAME_FLAVOR) {
-		sem_post(&r.release);
-		bpfmem_synchronize_rcu();
-		assert_int_equal(atomic_load(&r.released), 1);
-		assert_int_equal(pthread_join(r.thread, NULL), 0);
-		sem_destroy(&r.inside);
-		sem_destroy(&r.release);
-	} else {
-		bpfmem_synchronize_rcu();
-		assert_int_equal(atomic_load(&r.released), 0);
-		t_reader_leave(&r);
+		synchronize_waits_for_held_reader(true, 1, false);
+		return;
 	}
+	r = t_reader_enter(true);
+	bpfmem_synchronize_rcu();
+	assert_int_equal(atomic_load(&r->released), 0);
+	t_reader_leave(r);
 }
 
-/* A reader inside a signal handler; sem_post is async-signal-safe, sem_wait
- * is not, so the handler spins on `go`. */
-static struct {
-	sem_t inside;
-	_Atomic int go, released;
-} sig_reader;
+/* A reader inside a signal handler, held across the synchronize of the
+ * main thread. */
+static struct held sig_held;
 
 static void reader_handler(int sig)
 {
 	bpfmem_rcu_read_lock();
-	sem_post(&sig_reader.inside);
-	while (!atomic_load(&sig_reader.go))
-		;
-	atomic_store(&sig_reader.released, 1);
+	sem_post(&sig_held.inside);
+	hold_across_synchronize(&sig_held);
 	bpfmem_rcu_read_unlock();
 }
 
 static void *thread_reading_in_handler(void *arg)
 {
 	/* process context first: registers the thread with every RCU flavor */
-	if (bpfmem_thread_attach(9, 0))
+	if (bpfmem_thread_attach(9, 0)) {
+		sem_post(&sig_held.inside);	/* check_held() fails: held_across 0 */
+		atomic_store(&sig_held.sync_started, 1);
 		return NULL;
+	}
 	raise(SIGUSR1);
 	bpfmem_thread_detach();
 	return NULL;
@@ -187,16 +202,15 @@ static void test_synchronize_rcu_waits_for_a_reader_in_a_signal_handler(void **s
 	for (int i = 0; i < ROUNDS; i++) {
 		pthread_t t;
 
-		sem_init(&sig_reader.inside, 0, 0);
-		atomic_store(&sig_reader.go, 0);
-		atomic_store(&sig_reader.released, 0);
+		memset(&sig_held, 0, sizeof(sig_held));
+		sem_init(&sig_held.inside, 0, 0);
 		assert_int_equal(pthread_create(&t, NULL, thread_reading_in_handler, NULL), 0);
-		sem_wait(&sig_reader.inside);
-		atomic_store(&sig_reader.go, 1);
-		bpfmem_synchronize_rcu();
-		assert_int_equal(atomic_load(&sig_reader.released), 1);
+		while (sem_wait(&sig_held.inside))
+			;
+		synchronize_under_reader(&sig_held, false);
 		assert_int_equal(pthread_join(t, NULL), 0);
-		sem_destroy(&sig_reader.inside);
+		sem_destroy(&sig_held.inside);
+		check_held(&sig_held);
 	}
 	assert_int_equal(sigaction(SIGUSR1, &old, NULL), 0);
 }

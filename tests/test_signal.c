@@ -40,6 +40,8 @@
 #define ITER_SCALE	1
 #endif
 #define LOOP_ITERS	(1200000 / ITER_SCALE)
+/* handler runs that must land inside the library for a storm to count */
+#define MIN_REENTERED	(2000 / ITER_SCALE)
 #define FIXED_SIZE	64
 #define HANDOVER_SIZE	56	/* fits every kind's objects */
 
@@ -170,23 +172,43 @@ static _Atomic(void *) slot;		/* loop -> handler hand-over */
 static _Atomic long runs, reentered, handler_nulls, handed_over, in_section;
 static unsigned int handler_seq;	/* only the handler touches it */
 
-/* The fixed-size caches' `active` guard is held: the handler interrupted
- * an allocation or free between its entry and exit. */
-static bool interrupted_critical_section(void)
+/*
+ * The cache the handler's allocation number `i` comes from, if the code it
+ * interrupted on this thread is inside that cache's critical section
+ * (`active` held).  The handler must then get nothing from that cache: an
+ * object from it means it entered a section the loop is in the middle of.
+ */
+static struct bpf_mem_cache *interrupted_cache(unsigned int i)
 {
 	int cpu = bpfmem_this_cpu;
+	struct bpf_mem_cache *c;
 
-	if (kind != FIXED_SIZE_KIND && kind != PER_CPU)
-		return false;
 	if (cpu < 0)
-		return false;
-	return ((struct bpf_mem_cache *)per_cpu_ptr(ma.cache, cpu))->active.counter != 0;
+		return NULL;
+	if (kind == ANY_SIZE)
+		c = t_cache(&ma, t_class_idx((int)obj_size(i) + T_HDR), cpu);
+	else if (kind == PER_CPU_ANY_SIZE)
+		c = t_cache(&ma, t_class_idx(FIXED_SIZE), cpu);
+	else
+		c = t_cache(&ma, 0, cpu);
+	return c->active.counter ? c : NULL;
+}
+
+/* A failed check inside a handler: say which, and stop before the broken
+ * list does more damage (or hangs the test). */
+static void handler_fail(const char *msg)
+{
+	ssize_t ignored = write(STDERR_FILENO, msg, strlen(msg));
+
+	(void)ignored;
+	_exit(1);
 }
 
 static void storm_handler(int sig)
 {
 	int saved = errno;
 	unsigned int i = handler_seq++;
+	struct bpf_mem_cache *held;
 	void *obj, *area;
 
 	(void)sig;
@@ -195,10 +217,14 @@ static void storm_handler(int sig)
 	atomic_fetch_add(&runs, 1);
 	if (in_lib)
 		atomic_fetch_add(&reentered, 1);
-	if (interrupted_critical_section())
+	held = interrupted_cache(i);
+	if (held)
 		atomic_fetch_add(&in_section, 1);
 
 	obj = obj_alloc(i);
+	if (obj && held && t_owner(obj) == held)
+		handler_fail("test_signal: a handler got an object from the cache whose critical "
+			     "section it interrupted: the re-entry guard let it in\n");
 	if (obj) {
 		area = obj_area(obj);
 		stamp(area, obj_size(i), HOLDER_HANDLER, i);
@@ -332,11 +358,14 @@ static void churn_under_storm(enum kind k)
 		      "%ld NULL, %ld handed over\n", atomic_load(&runs), atomic_load(&reentered),
 		      atomic_load(&in_section), atomic_load(&handler_nulls),
 		      atomic_load(&handed_over));
-	assert_true(atomic_load(&reentered) > 0);
-	/* and some landed between the `active` guard's entry and exit */
-	if (k == FIXED_SIZE_KIND || k == PER_CPU)
-		assert_true(atomic_load(&in_section) > 0);
-	assert_true(atomic_load(&handed_over) > 0);
+	/* the case under test happened: handlers landed inside the library,
+	 * some between a cache's guard entry and exit, and took objects over */
+	if (atomic_load(&reentered) < MIN_REENTERED || atomic_load(&in_section) < 1 ||
+	    atomic_load(&handed_over) < 1)
+		fail_msg("the storm did not get there: %ld handlers inside the library (want "
+			 ">= %d), %ld inside a held cache (want >= 1), %ld handed over (want >= 1)",
+			 atomic_load(&reentered), MIN_REENTERED, atomic_load(&in_section),
+			 atomic_load(&handed_over));
 	assert_int_equal(atomic_load(&double_handouts), 0);
 	assert_int_equal(atomic_load(&corrupted), 0);
 	/* every object came back to the backend: no free was lost */
@@ -417,7 +446,9 @@ static void test_handler_interrupting_first_use_attach_leaves_no_cpu_owned(void 
 
 	print_message("%ld handler runs, %ld inside the library, %ld NULL\n",
 		      atomic_load(&runs), atomic_load(&reentered), atomic_load(&handler_nulls));
-	assert_true(atomic_load(&reentered) > 0);
+	if (atomic_load(&reentered) < MIN_REENTERED)
+		fail_msg("only %ld handlers landed inside the library (want >= %d)",
+			 atomic_load(&reentered), MIN_REENTERED);
 	assert_int_equal(cpus_in_use(), in_use);
 	assert_int_equal(atomic_load(&double_handouts), 0);
 	assert_int_equal(atomic_load(&corrupted), 0);
@@ -602,6 +633,7 @@ static void test_handler_after_thread_exit_hook_frees_without_owning_a_cpu(void 
  */
 #define EXIT_THREADS	(100 / ITER_SCALE)
 #define EXIT_ITERS	2000
+#define MIN_EXITING_RUNS 5
 
 struct exiting {
 	timer_t timer;
@@ -649,7 +681,7 @@ static void test_storm_during_thread_exit_leaves_no_cpu_owned_and_loses_nothing(
 {
 	struct sigaction sa = { .sa_handler = exit_storm_handler };
 	long outstanding = slab_outstanding();
-	int in_use = cpus_in_use(), timers_ok = 0;
+	int in_use = cpus_in_use(), timers_ok = 0, threads = 0;
 	void *obj;
 
 	(void)state;
@@ -660,10 +692,13 @@ static void test_storm_during_thread_exit_leaves_no_cpu_owned_and_loses_nothing(
 	assert_int_equal(sigaction(FRESH_SIG, &sa, NULL), 0);
 	assert_int_equal(init_kind(ANY_SIZE), 0);
 	armed = 1;
-	for (int i = 0; i < EXIT_THREADS; i++) {
+	/* until enough handlers ran after the exit hook, within a bound */
+	for (int i = 0; i < EXIT_THREADS || (atomic_load(&exiting_runs) < MIN_EXITING_RUNS &&
+					     i < EXIT_THREADS * 20); i++) {
 		struct exiting e = { 0 };
 		pthread_t t;
 
+		threads++;
 		assert_int_equal(pthread_create(&t, NULL, churn_and_exit_under_storm, &e), 0);
 		assert_int_equal(pthread_join(t, NULL), 0);
 		if (e.timer_ok) {
@@ -681,8 +716,11 @@ static void test_storm_during_thread_exit_leaves_no_cpu_owned_and_loses_nothing(
 
 	print_message("%ld handler runs, %ld after the exit hook, %ld handed over\n",
 		      atomic_load(&runs), atomic_load(&exiting_runs), atomic_load(&handed_over));
-	assert_int_equal(timers_ok, EXIT_THREADS);
-	assert_true(atomic_load(&runs) > 0);
+	assert_int_equal(timers_ok, threads);
+	if (atomic_load(&exiting_runs) < MIN_EXITING_RUNS)
+		fail_msg("only %ld handlers ran after the library's exit hook (want >= %d): the "
+			 "case under test did not happen", atomic_load(&exiting_runs),
+			 MIN_EXITING_RUNS);
 	assert_int_equal(cpus_in_use(), in_use);
 	assert_int_equal(atomic_load(&double_handouts), 0);
 	assert_int_equal(atomic_load(&corrupted), 0);
@@ -706,5 +744,5 @@ int main(void)
 			test_storm_during_thread_exit_leaves_no_cpu_owned_and_loses_nothing),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return t_run_group(tests, setup, teardown);
 }

@@ -145,7 +145,7 @@ static void *consume(void *arg)
 static void test_objects_freed_on_another_cpu_are_all_accounted_for(void **state)
 {
 	static struct xfer x;
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	unsigned long trims = 0;
 	long outstanding = slab_outstanding();
 	pthread_t p, c;
@@ -271,7 +271,7 @@ static void *rcu_read(void *arg)
 static void test_free_rcu_on_another_cpu_never_reuses_objects_readers_hold(void **state)
 {
 	static struct rcu_xfer x;
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	long outstanding = slab_outstanding();
 	pthread_t p, c, r[READERS];
 
@@ -476,7 +476,7 @@ static void run_phase(void *(*fn)(void *), struct tgt_test *t)
 static void test_objects_trimmed_on_another_cpu_are_recycled_by_their_origin_cache(void **state)
 {
 	static struct tgt_test t;
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	struct trace_reader reader;
 	struct bpf_mem_cache *producer, *consumer;
 	long outstanding = slab_outstanding();
@@ -552,5 +552,5 @@ int main(void)
 			test_objects_trimmed_on_another_cpu_are_recycled_by_their_origin_cache),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return t_run_group(tests, setup, teardown);
 }

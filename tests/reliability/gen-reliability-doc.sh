@@ -34,7 +34,7 @@ if [ "${FUZZ:-0}" = 1 ]; then
 	fi
 	runs=$(awk '/stat::number_of_executed_units/ { print $2 }' "$log.fuzz")
 	rate=$(awk '/stat::average_exec_per_sec/ { print $2 }' "$log.fuzz")
-	fuzz_line="RELIABILITY_FUZZ $res runs=$runs execs_per_s=$rate seconds=${FUZZ_SECONDS:-60}"
+	fuzz_line="RELIABILITY_FUZZ $res runs=$runs execs_per_s=$rate cfg_seconds=${FUZZ_SECONDS:-60}"
 fi
 
 vg_line=""
@@ -50,55 +50,47 @@ cat <<'HEAD'
 # Reliability report
 
 What the reliability suite (tests/reliability/, fuzz/, issue 4) loaded libbpfmem with, and
-what came out.  Every number below is what the run measured, printed by the test itself
-(`RELIABILITY <name> key=value ...` lines), not what it was configured for.  Every stress
-test also checks, after the load: the test's own count of objects allocated minus freed
-equals the objects still live, every object kept its stamp (a double hand-out or a write
-into a live object breaks it: `bad=0`), the backend received back every object it gave
-(slab seam counters) and no warning (leak report) reached the warning hook.
+what came out.  Each row is one `RELIABILITY <name> key=value ...` line printed by a test:
+keys starting with `cfg_` are the test's configuration and go to the Configuration column,
+`injected` names the fault the test injected (words joined by `-`), every other value is what the run measured.
+After the load every stress test checks that no object was handed out twice (each object
+is claimed on hand-out: `double_handouts`), that every object kept its stamp (`bad`), that
+the backend received back every object it gave (slab seam counters) and that no warning
+(leak report) reached the warning hook; and that the case it is about happened (the test
+fails saying so otherwise).
 
 HEAD
 printf 'Run: %s, %s, %s CPUs, build `%s`.\n\n' "$(date -u +%Y-%m-%dT%H:%MZ)" \
 	"$(git rev-parse --short HEAD)" "$(nproc)" "$build"
-echo '| Test | Load held | Faults injected | Bad inputs tried | Result |'
+echo '| Test | Configuration | Load measured | Faults injected | Result |'
 echo '|---|---|---|---|---|'
 awk -v fuzz="$fuzz_line" -v vg="$vg_line" '
-function faults(n) {
-	if (n ~ /^fault_every_nth/)
-		return "backend (slab seam) fails every Nth allocation, N = 2, 3, 5, 17, 100"
-	if (n ~ /^fault_recovery/) return "every backend allocation fails, then none"
-	if (n ~ /^fault_objcg/) return "64 KiB accounting-group limit"
-	if (n ~ /^init_fault_eventfd/) return "`eventfd` fails (EMFILE) at the first init"
-	if (n ~ /^init_fault_thread/) return "`pthread_create` fails (EAGAIN) at the first init"
-	if (n ~ /^init_fault_fork/) return "`pthread_create` fails in a fork child"
-	if (n ~ /^fork/) return "fork while refill work and RCU callbacks are in flight"
-	if (n ~ /^signal_storm.*backend_faults/)
-		return "signals as below, and every 3rd backend allocation fails"
-	if (n ~ /^signal_storm/)
-		return "signals inside alloc, free, refill hand-over, first-use attach " \
-		       "(few_vcpus: inside the shared-CPU locked path)"
-	if (n ~ /^allocator_churn/) return "destroy with RCU callbacks pending"
-	if (n ~ /^thread_churn/)
-		return "signals all through thread exit; exit while attached; " \
-		       "first library call in a signal handler"
-	return "-"
+function kv(list, i, s) {
+	s = ""
+	for (i = 1; i <= list[0]; i++) s = s (s ? ", " : "") list[i]
+	return s ? s : "-"
 }
-function badin(n) {
-	if (n ~ /^fuzz/)
-		return "NULL/garbage allocators, sizes 0/4089/>4096/negative/huge, " \
-		       "double init, double destroy, out-of-range CPUs and flags, " \
-		       "unset per-CPU classes, bad stats indexes and struct sizes"
-	if (n ~ /^init_fault/) return "init of a failed allocator, alloc from it"
-	if (n ~ /^fault_every_nth/) return "alloc from allocators whose init failed"
-	return "-"
+# "key=value" words of a line from field `from` on, split into configuration,
+# measured load and the injected fault (with its measured count, if any)
+function split_line(from,    i, k, v) {
+	cfg[0] = 0; load[0] = 0; inj = ""; nfaults = ""
+	for (i = from; i <= NF; i++) {
+		k = $i; sub(/=.*/, "", k); v = $i; sub(/^[^=]*=/, "", v)
+		if (k == "injected") { inj = v; gsub(/-/, " ", inj) }
+		else if (k ~ /^cfg_/) { sub(/^cfg_/, "", $i); cfg[++cfg[0]] = $i }
+		else {
+			if (k == "faults" || k == "backend_faults") nfaults = v
+			load[++load[0]] = $i
+		}
+	}
+	if (inj == "") return "-"
+	return inj (nfaults != "" ? " (" nfaults " faults)" : "")
 }
 # ctest -V: "16: RELIABILITY name k=v ..." and "1/9 Test #16: rel_x ...   Passed"
 /^[0-9]+: RELIABILITY / {
 	num = $1; sub(":", "", num)
-	name = $3
-	load = ""
-	for (i = 4; i <= NF; i++) load = load (load ? ", " : "") $i
-	rows[++n] = name; rnum[n] = num; rload[n] = load
+	rows[++n] = $3; rnum[n] = num
+	rfault[n] = split_line(4); rcfg[n] = kv(cfg); rload[n] = kv(load)
 }
 /Test +#[0-9]+: / {
 	match($0, /#[0-9]+/); num = substr($0, RSTART + 1, RLENGTH - 1)
@@ -108,41 +100,43 @@ function badin(n) {
 }
 END {
 	for (i = 1; i <= n; i++)
-		printf "| %s (`%s`) | %s | %s | %s | %s |\n", rows[i], tname[rnum[i]], rload[i],
-			faults(rows[i]), badin(rows[i]), result[rnum[i]]
+		printf "| %s (`%s`) | %s | %s | %s | %s |\n", rows[i], tname[rnum[i]], rcfg[i],
+			rload[i], rfault[i], result[rnum[i]]
 	# tests that failed before printing their line still get a row
 	for (k in result) {
 		seen = 0
 		for (i = 1; i <= n; i++) if (rnum[i] == k) seen = 1
 		if (!seen)
-			printf "| `%s` | (no load line: failed before reporting) | - | - | %s |\n",
+			printf "| `%s` | - | (no load line: failed before reporting) | - | %s |\n",
 				tname[k], result[k]
 	}
 	if (vg != "") {
-		split(vg, v, " ")
-		printf "| valgrind memcheck (`.ci/steps/20-valgrind.sh`) | %s, " \
-		       "each test at BPFMEM_STRESS_SECONDS=1 | - | the fuzz corpus replay | %s |\n",
-		       v[3], v[2]
+		$0 = vg; split_line(3)
+		printf "| valgrind memcheck (`.ci/steps/20-valgrind.sh`) | each test with " \
+		       "BPFMEM_STRESS_SECONDS=1 | %s | - | %s |\n", kv(load), $2
 	}
 	if (fuzz != "") {
-		split(fuzz, f, " ")
-		printf "| fuzz_ops (libFuzzer, ASan+UBSan) | %s, %s, %s | backend faults " \
-		       "(every Nth allocation) chosen by the input | %s | %s |\n",
-		       f[3], f[4], f[5], badin("fuzz"), f[2]
+		$0 = fuzz; split_line(3)
+		printf "| fuzz_ops (libFuzzer, ASan+UBSan) | %s | %s | backend faults and bad " \
+		       "inputs chosen by the fuzzer | %s |\n", kv(cfg), kv(load), $2
 	}
 }' "$log"
 cat <<'TAIL'
 
 ## How to read it
 
-- **signals/s** is signals handled per second over all workers; `min_thread_signals_per_s`
-  is the slowest worker.  The timers fire at 20 kHz per thread; a worker that is not
-  running when its timer expires gets one signal for several expirations
-  (`timer_overruns`), so the per-thread rate reaches 10 kHz only when it has a core.
+- **signals_per_s** is signals handled per second over all workers;
+  `min_thread_signals_per_s` is the slowest worker.  A worker that is not running when its
+  timer expires gets one signal for several expirations (`timer_overruns`), so the
+  per-thread rate reaches the configured timer rate only when the worker has a core.
 - **nulls** are allocations that returned NULL: legal for the non-blocking entry points
   while the refill thread has not delivered, and expected under backend faults.
 - **max_objects_in_caches_and_rcu** is the peak of backend objects held by the allocator
-  minus objects in the test's hands, sampled every 10 ms; the test fails above `bound`.
+  minus objects in the test's hands, sampled while the test runs; the test fails above
+  `bound`.
+- **handlers_inside_library**, **first_use_in_handler**, **handlers_after_exit_hook**,
+  **forks_with_refill_in_flight**, **forks_with_rcu_in_flight** and **children_checked**
+  count the cases each test is about; each test requires a minimum of them.
 
 ## Bugs this suite found
 
@@ -150,14 +144,15 @@ cat <<'TAIL'
 |---|---|---|
 | Static library dropped the start-up constructor (`lib/kernel/init.c` referenced by no object): every `bpf_mem_alloc_init` returned -ENOMEM | every test linked to `libbpfmem.a` | fixed in b056940 |
 | `fork()` deadlock: the prepare handler took liburcu-bp's registry lock, then waited for the refill thread, which needed that lock inside `call_rcu` | `rel_stress_fork` (hung at the first forks) | fixed in e26538b (park the refill thread first) |
-| Livelock on the shared overflow CPU: a handler that interrupted one shared-cache section waits (64 spins + 4096 yields) for another shared cache whose holder's handler waits for the first (ABBA); at 20 kHz a new signal is pending when each handler returns | `rel_stress_signal_storm_few_vcpus` (`BPFMEM_NR_CPUS=2`, 4 workers) | fixed in ce55127 (never wait for a shared lock while holding another) |
+| Livelock on the shared overflow CPU: a handler that interrupted one shared-cache section waits for another shared cache whose holder's handler waits for the first (ABBA); under a steady signal rate a new signal is pending when each handler returns | `rel_stress_signal_storm_few_vcpus` (`BPFMEM_NR_CPUS=2`, more workers than vCPUs) | fixed in ce55127 (never wait for a shared lock while holding another) |
 
 ## Also run
 
 - `.ci/steps/20-valgrind.sh`: memcheck with `--error-exitcode=1 --leak-check=full` over
   a subset of unit and reliability tests and the fuzz corpus replay (no suppressions).
 - The asan and tsan presets of `.ci/run` run this whole suite under ASan+UBSan and TSan.
-- `.ci/steps/40-fuzz.sh`: 60 s of libFuzzer from `fuzz/corpus/`.
+- `.ci/steps/30-mutation.sh`: every planted bug of `tests/mutation/` must make a test fail.
+- `.ci/steps/40-fuzz.sh`: libFuzzer from `fuzz/corpus/`.
 
 Regenerate: `tests/reliability/gen-reliability-doc.sh [build-dir]` (`FUZZ=1` adds the
 fuzzer row, `VALGRIND=1` the valgrind one).

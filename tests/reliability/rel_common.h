@@ -8,7 +8,11 @@
 #define BPFMEM_REL_COMMON_H
 
 #define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -92,6 +96,87 @@ static inline int rel_check(const void *obj, size_t size, uint64_t tag)
 		if (w[i] != rel_word(obj, tag, i))
 			return -1;
 	return 0;
+}
+
+/*
+ * Ownership: word 0 of an object we hold carries REL_CLAIMED, swapped in
+ * when the allocator hands the object out and replaced by REL_RETURNED just
+ * before we free it.  Finding REL_CLAIMED already there means the object
+ * was handed out twice, whatever the timing of the stamps' checks (stamp
+ * the words after word 0).  Async-signal-safe.
+ */
+#define REL_CLAIMED	0xc1a1bedc1a1bedc1ull
+#define REL_RETURNED	0x7e7e7e7e7e7e7e7eull
+
+static inline int rel_claim(void *obj)
+{
+	return atomic_exchange((_Atomic uint64_t *)obj, REL_CLAIMED) == REL_CLAIMED ? -1 : 0;
+}
+
+static inline int rel_unclaim(void *obj)
+{
+	return atomic_exchange((_Atomic uint64_t *)obj, REL_RETURNED) == REL_CLAIMED ? 0 : -1;
+}
+
+/*
+ * A hang fails the test with a line naming it, instead of running into the
+ * ctest timeout: rel_watchdog(s, what) arms the watchdog, rel_watchdog(0,
+ * NULL) disarms it.  Lines start with "WATCHDOG:" (the mutation step counts
+ * them as hangs, not as checks that caught something).  A thread, not
+ * alarm(): ThreadSanitizer delivers a signal only when the thread it picks
+ * reaches one of its own points, which a thread stuck in a loop never does.
+ */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	const char *what;	/* armed: what is running */
+	struct timespec until;
+	unsigned long gen;	/* +1 per arm or disarm */
+	bool started;
+} rel_wd = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+static inline void *rel_watchdog_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&rel_wd.lock);
+	for (;;) {
+		unsigned long gen = rel_wd.gen;
+
+		if (!rel_wd.what) {
+			pthread_cond_wait(&rel_wd.cond, &rel_wd.lock);
+			continue;
+		}
+		if (pthread_cond_timedwait(&rel_wd.cond, &rel_wd.lock, &rel_wd.until) == ETIMEDOUT &&
+		    rel_wd.gen == gen && rel_wd.what) {
+			fprintf(stderr, "WATCHDOG: no progress: %s\n", rel_wd.what);
+			fflush(stderr);
+			_exit(3);
+		}
+	}
+	return NULL;
+}
+
+static inline void rel_watchdog(unsigned int seconds, const char *what)
+{
+	pthread_mutex_lock(&rel_wd.lock);
+	if (!rel_wd.started) {
+		sigset_t all, old;
+		pthread_t t;
+
+		/* the tests' signals never land on it */
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		rel_wd.started = pthread_create(&t, NULL, rel_watchdog_main, NULL) == 0;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (rel_wd.started)
+			pthread_detach(t);
+	}
+	clock_gettime(CLOCK_REALTIME, &rel_wd.until);
+	rel_wd.until.tv_sec += seconds;
+	rel_wd.what = seconds ? what : NULL;
+	rel_wd.gen++;
+	pthread_cond_signal(&rel_wd.cond);
+	pthread_mutex_unlock(&rel_wd.lock);
 }
 
 /* Warnings from the library (leak reports at destroy, WARN_ON_ONCE). */

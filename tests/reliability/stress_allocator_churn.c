@@ -53,7 +53,7 @@ static void *user_main(void *arg)
 /* Create allocator number n (kind n % 4), use it, leave RCU frees pending, destroy. */
 static unsigned long churn_one(unsigned long n, struct bpfmem_objcg *cg, unsigned long *bad)
 {
-	struct bpf_mem_alloc ma = { 0 };
+	static struct bpf_mem_alloc ma;
 	struct bpfmem_objcg *old = bpfmem_objcg_set_current(cg);
 	unsigned long ops = 0;
 	void *objs[OBJS];
@@ -122,7 +122,7 @@ static void test_allocator_churn_with_pending_rcu_leaks_nothing(void **state)
 		bad += users[i].bad;
 		bpf_mem_alloc_destroy(&users[i].ma);
 	}
-	rel_report("allocator_churn", "allocators_created=%lu threads=%d ops=%lu seconds=%.1f bad=%lu",
+	rel_report("allocator_churn", "allocators_created=%lu cfg_threads=%d ops=%lu seconds=%.1f bad=%lu",
 		   created, NR_USERS + 1, ops, rel_now() - t0, bad);
 	assert_int_equal(bad, 0);
 	assert_true(created > 0);
@@ -137,5 +137,7 @@ int main(void)
 		cmocka_unit_test(test_allocator_churn_with_pending_rcu_leaks_nothing),
 	};
 
+	/* a hang fails with a message instead of running into the ctest timeout */
+	rel_watchdog(100, "stress_allocator_churn: still running after 100 s");
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -161,8 +161,8 @@ static void run_flow(const char *name, bool attach, unsigned int flags, double s
 		nulls += pairs[i].nulls;
 		bad += pairs[i].bad;
 	}
-	rel_report(name, "threads=%d ops=%lu ops_per_s=%.0f rcu_frees=%lu nulls=%lu "
-		   "max_objects_in_caches_and_rcu=%ld bound=%ld samples=%lu seconds=%.1f bad=%lu",
+	rel_report(name, "cfg_threads=%d ops=%lu ops_per_s=%.0f rcu_frees=%lu nulls=%lu "
+		   "max_objects_in_caches_and_rcu=%ld cfg_bound=%ld samples=%lu seconds=%.1f bad=%lu",
 		   2 * NR_PAIRS, allocs + frees, (allocs + frees) / seconds, rcu_frees, nulls,
 		   max_held, HELD_BOUND, samples, seconds, bad);
 	assert_int_equal(bad, 0);
@@ -193,5 +193,7 @@ int main(void)
 		cmocka_unit_test(test_cross_thread_unpinned_flow_stays_bounded),
 	};
 
+	/* a hang fails with a message instead of running into the ctest timeout */
+	rel_watchdog(100, "stress_cross_thread: still running after 100 s");
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

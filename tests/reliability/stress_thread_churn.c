@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Thread churn: 10,000 short-lived threads allocate, free locally, free with
+ * Thread churn: NR_THREADS short-lived threads allocate, free locally, free with
  * RCU, hand objects to the main thread and exit, some attached, some
  * detached, some whose first library call is made by a signal handler, and
  * all signalled again and again up to and through their exit.  Live threads
@@ -8,6 +8,7 @@
  * leaks.
  */
 #include "rel_common.h"
+#include "kernel/cpu.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -17,11 +18,19 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+/* ThreadSanitizer makes each thread's start, exit and signal far slower */
+#if defined(__SANITIZE_THREAD__)
+#define NR_THREADS	2000
+#else
 #define NR_THREADS	10000
+#endif
 #define CONCURRENT	8
 #define PER_THREAD	24
 #define FIXED_SZ	64
 #define HANDOFF_MAX	(CONCURRENT * PER_THREAD)
+/* even ids that do not detach, one in three, signal themselves after the
+ * exit hook: NR_THREADS / 6 of them; ask for half */
+#define MIN_AFTER_EXIT_HOOK	(NR_THREADS / 12)
 
 static struct bpf_mem_alloc any_ma, fixed_ma;
 
@@ -34,7 +43,10 @@ struct result {
 	int bad;		/* stamp mismatch */
 	/* written by the handler only: it may interrupt the body's updates */
 	unsigned long h_allocs, h_frees, h_bad;
+	unsigned long h_first_use;	/* ran before the body's first library call */
+	unsigned long h_exiting;	/* ran after the library's exit hook */
 	unsigned long allocs, frees;
+	volatile sig_atomic_t used;	/* the body made its first library call */
 };
 
 static struct result results[CONCURRENT];
@@ -49,23 +61,33 @@ static pthread_barrier_t wave;
 
 static void first_use_handler(int sig)
 {
-	void *p = bpf_mem_alloc(&any_ma, 40);
+	struct result *r = my;
+	bool first, exiting = bpfmem_this_cpu == CPU_EXITING;
+	void *p;
 
 	(void)sig;
+	first = r && !r->used;
+	p = bpf_mem_alloc(&any_ma, 40);
+	if (r) {
+		r->h_first_use += first;
+		r->h_exiting += exiting;
+	}
 	/* a thread that never used the library: NULL is allowed, a free is not lost */
 	if (!p)
 		return;
-	if (!my) {
+	if (!r) {
 		/* signalled before the thread set `my`: nothing to count into */
 		bpf_mem_free(&any_ma, p);
 		return;
 	}
-	my->h_allocs++;
-	rel_stamp(p, 40, 99);
-	if (rel_check(p, 40, 99))
-		my->h_bad++;
+	r->h_allocs++;
+	if (rel_claim(p))
+		r->h_bad++;
+	rel_stamp((char *)p + 8, 32, 99);
+	if (rel_check((char *)p + 8, 32, 99) || rel_unclaim(p))
+		r->h_bad++;
 	bpf_mem_free(&any_ma, p);
-	my->h_frees++;
+	r->h_frees++;
 }
 
 /*
@@ -101,6 +123,19 @@ static void close_wave(void)
 		sched_yield();
 }
 
+/*
+ * Keys' destructors run in creation order: this one is created after the
+ * library's, so a signal it raises lands after the library's exit hook
+ * released the thread's vCPU (the signaller's rarely hit that window).
+ */
+static pthread_key_t late_key;
+
+static void signal_after_exit_hook(void *arg)
+{
+	(void)arg;
+	pthread_kill(pthread_self(), SIGUSR2);
+}
+
 static void *churn_thread(void *arg)
 {
 	long id = (long)arg;
@@ -115,11 +150,15 @@ static void *churn_thread(void *arg)
 	for (int i = 0; i < PER_THREAD; i++) {
 		size_t sz = rel_class_req[(id + i) % 11];
 
+		r->used = 1;
 		mine[i] = (i & 3) == 3 ? bpf_mem_cache_alloc_flags(&fixed_ma, BPFMEM_GFP_KERNEL)
 				       : bpf_mem_alloc(&any_ma, sz);
 		if (mine[i]) {
 			r->allocs++;
-			rel_stamp(mine[i], (i & 3) == 3 ? FIXED_SZ : sz, serial + (uint64_t)i);
+			if (rel_claim(mine[i]))
+				r->bad++;
+			rel_stamp((char *)mine[i] + 8, ((i & 3) == 3 ? FIXED_SZ : sz) - 8,
+				  serial + (uint64_t)i);
 		}
 	}
 	r->cpu = bpfmem_current_cpu();
@@ -131,9 +170,11 @@ static void *churn_thread(void *arg)
 
 		if (!mine[i])
 			continue;
-		if (rel_check(mine[i], sz, serial + (uint64_t)i))
+		if (rel_check((char *)mine[i] + 8, sz - 8, serial + (uint64_t)i))
 			r->bad++;
 		if ((i & 3) == 3) {
+			if (rel_unclaim(mine[i]))
+				r->bad++;
 			bpf_mem_cache_free(&fixed_ma, mine[i]);
 		} else if (i % 3 == 0) {
 			/* cross-thread: the main thread frees it after we are gone */
@@ -143,6 +184,8 @@ static void *churn_thread(void *arg)
 			handoff_serial[handoff_n++] = serial + (uint64_t)i;
 			pthread_mutex_unlock(&handoff_lock);
 			continue;
+		} else if (rel_unclaim(mine[i])) {
+			r->bad++;
 		} else if (i % 3 == 1) {
 			bpf_mem_free_rcu(&any_ma, mine[i]);
 		} else {
@@ -155,6 +198,8 @@ static void *churn_thread(void *arg)
 	/* half detach, half leave it to the exit destructor */
 	if (id & 1)
 		bpfmem_thread_detach();
+	else if (id % 3 == 0)
+		pthread_setspecific(late_key, (void *)1);
 	atomic_fetch_add(&bodies_done, 1);
 	return NULL;
 }
@@ -164,6 +209,7 @@ static void test_thread_churn_reuses_vcpus_and_leaks_nothing(void **state)
 	struct sigaction sa = { .sa_handler = first_use_handler };
 	unsigned long allocs = 0, frees = 0;
 	long shared = 0, overlap = 0, bad = 0, handler_allocs = 0, max_held = 0;
+	long first_use_in_handler = 0, after_exit_hook = 0;
 	long backend_before = rel_backend_outstanding();
 	int nr_cpus = bpfmem_nr_cpus();
 	double t0 = rel_now();
@@ -181,7 +227,11 @@ static void test_thread_churn_reuses_vcpus_and_leaks_nothing(void **state)
 	assert_int_equal(pthread_create(&signaller, NULL, signaller_main, NULL), 0);
 	assert_int_equal(bpf_mem_alloc_init(&any_ma, 0, false), 0);
 	assert_int_equal(bpf_mem_alloc_init(&fixed_ma, FIXED_SZ, false), 0);
+	/* after the library's key (created by the first init) */
+	assert_int_equal(pthread_key_create(&late_key, signal_after_exit_hook), 0);
 
+	rel_watchdog(100, "stress_thread_churn: the churn still running after 100 s "
+		     "(a thread stuck in the library, or in its exit)");
 	for (long base = 0; base < NR_THREADS; base += CONCURRENT) {
 		pthread_t th[CONCURRENT];
 
@@ -204,6 +254,8 @@ static void test_thread_churn_reuses_vcpus_and_leaks_nothing(void **state)
 			overlap += r->overlap;
 			bad += r->bad;
 			handler_allocs += r->h_allocs;
+			first_use_in_handler += r->h_first_use != 0;
+			after_exit_hook += r->h_exiting;
 			bad += r->h_bad;
 			allocs += r->allocs + r->h_allocs;
 			frees += r->frees + r->h_frees;
@@ -214,7 +266,8 @@ static void test_thread_churn_reuses_vcpus_and_leaks_nothing(void **state)
 		}
 		/* the main thread frees what the exited threads handed over */
 		for (int i = 0; i < handoff_n; i++) {
-			if (rel_check(handoff[i], handoff_size[i], handoff_serial[i]))
+			if (rel_check((char *)handoff[i] + 8, handoff_size[i] - 8, handoff_serial[i]) ||
+			    rel_unclaim(handoff[i]))
 				bad++;
 			bpf_mem_free(&any_ma, handoff[i]);
 			frees++;
@@ -229,16 +282,25 @@ static void test_thread_churn_reuses_vcpus_and_leaks_nothing(void **state)
 
 	atomic_store(&signaller_quit, true);
 	assert_int_equal(pthread_join(signaller, NULL), 0);
+	rel_watchdog(0, NULL);
 
 	rel_report(getenv("BPFMEM_NR_CPUS") ? "thread_churn_few_vcpus" : "thread_churn",
-		   "threads=%d concurrent=%d vcpus=%d distinct_vcpus_used=%d shared_path_threads=%ld "
-		   "first_use_in_handler=%d async_signals=%lu handler_allocs=%ld ops=%lu "
-		   "max_backend_objects=%ld "
-		   "seconds=%.1f bad=%ld", NR_THREADS, CONCURRENT, nr_cpus, distinct, shared,
-		   NR_THREADS / 5, signals_sent, handler_allocs, allocs + frees, max_held, secs, bad);
+		   "cfg_threads=%d cfg_concurrent=%d cfg_vcpus=%d distinct_vcpus_used=%d "
+		   "shared_path_threads=%ld "
+		   "first_use_in_handler=%ld handlers_after_exit_hook=%ld async_signals=%lu "
+		   "handler_allocs=%ld ops=%lu max_backend_objects=%ld seconds=%.1f bad=%ld",
+		   NR_THREADS, CONCURRENT, nr_cpus, distinct, shared, first_use_in_handler,
+		   after_exit_hook, signals_sent, handler_allocs, allocs + frees, max_held, secs,
+		   bad);
 	assert_int_equal(bad, 0);
 	assert_int_equal(overlap, 0);
-	assert_int_equal(allocs, frees);
+	/* every fifth thread makes its first library call in a handler (a
+	 * signal to itself); the signaller's may come even earlier */
+	if (first_use_in_handler < NR_THREADS / 5 || after_exit_hook < MIN_AFTER_EXIT_HOOK)
+		fail_msg("the churn did not get there: %ld threads made their first library call "
+			 "in a handler (want >= %d), %ld handler runs after the exit hook "
+			 "(want >= %d)", first_use_in_handler, NR_THREADS / 5, after_exit_hook,
+			 MIN_AFTER_EXIT_HOOK);
 	if (nr_cpus > CONCURRENT) {
 		/* exited threads released their vCPU: every newcomer found one */
 		assert_int_equal(shared, 0);
@@ -255,6 +317,7 @@ static void test_thread_churn_reuses_vcpus_and_leaks_nothing(void **state)
 	bpf_mem_alloc_destroy(&fixed_ma);
 	assert_int_equal(rel_backend_outstanding(), backend_before);
 	assert_int_equal(atomic_load(&rel_warnings), 0);
+	pthread_key_delete(late_key);
 }
 
 int main(void)
