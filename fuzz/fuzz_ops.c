@@ -347,8 +347,15 @@ static void op_bad_inputs(void)
 	struct bpf_mem_alloc junk;
 	size_t size = u16();
 
-	/* an uninitialised allocator full of garbage */
+	/* an uninitialised allocator full of garbage: undefined behaviour for
+	 * the allocation and free calls, as in the kernel (debug builds report
+	 * it); the process-context calls reject it */
 	memset(&junk, (int)byte() | 1, sizeof(junk));
+	CHECK(bpfmem_nr_size_classes(&junk) == 0);
+	CHECK(bpf_mem_alloc_percpu_unit_init(&junk, 8) == -EINVAL);
+	bpf_mem_alloc_destroy(&junk);
+	/* zeroed: not initialised */
+	memset(&junk, 0, sizeof(junk));
 	CHECK(bpf_mem_alloc(&junk, 16) == NULL);
 	CHECK(bpf_mem_cache_alloc(&junk) == NULL);
 	CHECK(bpf_mem_alloc(NULL, 16) == NULL);
