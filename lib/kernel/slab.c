@@ -123,6 +123,10 @@ struct kmem_cache {
 	 * (CAS), allocation and sweeps take the whole list (exchange) */
 	struct llist_head partial ____cacheline_aligned;
 	_Atomic long nr_chunks;	/* mapped now: destroy frees the cache only at 0 */
+	/* bumped by a free that empties a listed chunk, before it sweeps; a
+	 * pass that held chunks meanwhile sees it changed after putting them
+	 * back and sweeps too, so an empty chunk is never missed by both */
+	_Atomic unsigned long sweep_seq;
 	struct llist_node leaked;	/* on `graveyard` after a destroy with units out */
 };
 
@@ -408,14 +412,38 @@ static struct llist_node *settle_all(struct kmem_cache *s, struct llist_node *he
 	return keep;
 }
 
+/*
+ * Unmap the empty chunks on `partial` but one, again while frees empty
+ * chunks meanwhile.  `seq` is sweep_seq as read before the caller took
+ * chunks from `partial`.  The seq_cst fences pair with the one in
+ * kmem_cache_free(): of a free asking while a pass holds chunks, and that
+ * pass putting them back, at least one sees the other (the count, or the
+ * chunks on the list).
+ */
+static void partial_sweep(struct kmem_cache *s, unsigned long seq)
+{
+	for (;;) {
+		atomic_thread_fence(memory_order_seq_cst);
+		unsigned long now = atomic_load_explicit(&s->sweep_seq, memory_order_relaxed);
+		int empties = 0;
+
+		if (now == seq)
+			return;
+		seq = now;
+		partial_put(s, settle_all(s, llist_del_all(&s->partial), &empties));
+	}
+}
+
 int kmem_cache_alloc_bulk(struct kmem_cache *s, int n, struct llist_node **first,
 			  struct llist_node **last)
 {
 	struct chain out = { NULL, NULL, 0 };
 	struct llist_node *held, *pos, *rest = NULL;
+	unsigned long seq = atomic_load_explicit(&s->sweep_seq, memory_order_relaxed);
 	int empties = 0;
 
 	n = fault_clamp(n);
+	atomic_thread_fence(memory_order_seq_cst);
 	held = n ? llist_del_all(&s->partial) : NULL;
 	/* settle only what we took from; the rest goes back untouched */
 	for (pos = held; pos && out.n < n; pos = pos->next)
@@ -444,18 +472,11 @@ int kmem_cache_alloc_bulk(struct kmem_cache *s, int n, struct llist_node **first
 	}
 	partial_put(s, held);
 	partial_put(s, rest);
+	partial_sweep(s, seq);
 	atomic_fetch_add_explicit(&nr_allocs, out.n, memory_order_relaxed);
 	*first = out.first;
 	*last = out.last;
 	return out.n;
-}
-
-/* Unmap the empty chunks on `partial` but one. */
-static void partial_sweep(struct kmem_cache *s)
-{
-	int empties = 0;
-
-	partial_put(s, settle_all(s, llist_del_all(&s->partial), &empties));
 }
 
 void kmem_cache_free(struct kmem_cache *s, void *obj)
@@ -480,7 +501,7 @@ void kmem_cache_free(struct kmem_cache *s, void *obj)
 	else if (!(st & ST_LISTED))
 		llist_add(&ch->node, &s->partial);	/* we listed it: we push it */
 	else if (!used)
-		partial_sweep(s);
+		partial_sweep(s, atomic_fetch_add(&s->sweep_seq, 1));
 }
 
 /* ---- caches ---- */
