@@ -161,8 +161,8 @@ bool bpfmem_owns(const struct bpf_mem_alloc *ma, const void *addr, size_t len);
  * runtimes that admit memory by ranges registered up front (rbpf's
  * register_allowed_memory); a program that writes a header corrupts the
  * allocator, which bpfmem_owns() would have refused.  Chunks come and go as
- * caches refill and trim: those mapped or unmapped during the call may or
- * may not be reported.  fn must not call into `ma`.
+ * caches refill and trim: those mapped or unmapped during the call (fn
+ * itself may allocate: no lock is held) may or may not be reported.
  */
 int bpfmem_for_each_chunk(const struct bpf_mem_alloc *ma,
 			  void (*fn)(void *start, size_t len, void *arg), void *arg);
