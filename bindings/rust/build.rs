@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 //! Links libbpfmem.so: from $BPFMEM_LIB_DIR (a build tree's directory, with an rpath so that
-//! tests and examples run from there), else from the linker's default search path (an
+//! this crate's tests and examples run from there; a dependent crate's binaries need
+//! LD_LIBRARY_PATH or an installed copy), else from the linker's default search path (an
 //! installed copy, e.g. /usr/local/lib).
 use std::env;
 

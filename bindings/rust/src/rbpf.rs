@@ -9,7 +9,8 @@
 //! vm.register_helper(1, bpfmem::rbpf::bpf_obj_new).unwrap();
 //! vm.register_helper(2, bpfmem::rbpf::bpf_obj_drop).unwrap();
 //! for r in bpfmem::rbpf::allowed_memory() {
-//!     vm.register_allowed_memory(r);   // rbpf >= 0.3: a Range<u64>
+//!     vm.register_allowed_memory(r.clone());                  // rbpf 0.4: a Range<u64>
+//!     vm.register_allowed_memory(&r.collect::<Vec<u64>>());   // rbpf 0.3: every address
 //! }
 //! ```
 //!
