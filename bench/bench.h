@@ -113,6 +113,10 @@ HTAB_MEM_DECLARE(add_del_on_diff_cpu, 4096)
 	HTAB_MEM_SCENARIO(add_del_on_diff_cpu, 8, HTAB_MEM_DIFF),               \
 	HTAB_MEM_SCENARIO(add_del_on_diff_cpu, 4096, HTAB_MEM_DIFF)
 
+/* owns.c: the bpfmem_owns() query */
+bool owns_rows(const struct backend *b);
+int run_owns(const struct backend *b, const struct bench_opts *o);
+
 /* Child -> parent protocol, one line each, written with write(2) only so
  * that it works from a watchdog while the heap may be wedged:
  *   M <metric> <unit> <L|H> <value>   (L: lower is better)

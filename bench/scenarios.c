@@ -765,6 +765,9 @@ const struct scenario scenarios[] = {
 	{ "storm", "signal storm whose handler allocates and frees, main thread churning; "
 	  "stamps detect double hand-out", NULL, false, false, storm_rows, run_storm },
 	HTAB_MEM_SCENARIOS,
+	{ "owns", "bpfmem_owns() ns per query over 4096 live 64 B objects: hit, another "
+	  "allocator's object, unmapped; table_hit = binary search of the live objects",
+	  "owns.hit", true, false, owns_rows, run_owns },
 };
 
 const int nr_scenarios = sizeof(scenarios) / sizeof(scenarios[0]);

@@ -135,6 +135,38 @@ struct bpfmem_objcg *bpfmem_objcg_set_current(struct bpfmem_objcg *cg);
  * included. */
 void bpfmem_set_warn_handler(void (*fn)(const char *msg, void *arg), void *arg);
 
+/* ---- ownership: for the bounds checks of BPF runtimes ------------------ */
+
+/*
+ * AS, lock-free, O(1): true iff [addr, addr + len) lies inside one unit of
+ * memory that `ma` manages: an object handed out, cached on a virtual CPU,
+ * waiting for a grace period, or back in one of ma's own backend chunks
+ * (memory that stays mapped and holds only ma's objects of that size: the
+ * type-stable memory BPF's safety model relies on).  A unit is what the
+ * caller of bpf_mem_alloc/bpf_mem_cache_alloc may use: from the pointer
+ * handed out to the end of its size class (any-size: e.g. 24 bytes for a
+ * 20-byte request), never the 8-byte header in front of it.  len == 0 asks
+ * whether addr itself is such a byte.  Never dereferences addr: wild,
+ * unmapped and NULL addresses give false.  False for per-CPU allocators
+ * (their copies are reached through bpfmem_per_cpu_ptr) and for a zeroed
+ * or destroyed `ma`.  Memory a concurrent free is unmapping may be answered
+ * either way.
+ */
+bool bpfmem_owns(const struct bpf_mem_alloc *ma, const void *addr, size_t len);
+
+/*
+ * P.  Call fn(start, len, arg) for every backend chunk of `ma`, and return
+ * how many (-EINVAL for a per-CPU or uninitialised allocator, or fn NULL).
+ * [start, start + len) holds only ma's units and their 8-byte headers, for
+ * runtimes that admit memory by ranges registered up front (rbpf's
+ * register_allowed_memory); a program that writes a header corrupts the
+ * allocator, which bpfmem_owns() would have refused.  Chunks come and go as
+ * caches refill and trim: those mapped or unmapped during the call (fn
+ * itself may allocate: no lock is held) may or may not be reported.
+ */
+int bpfmem_for_each_chunk(const struct bpf_mem_alloc *ma,
+			  void (*fn)(void *start, size_t len, void *arg), void *arg);
+
 /* ---- statistics -------------------------------------------------------- */
 
 /*

@@ -99,40 +99,62 @@ static size_t obj_charge(const struct bpf_mem_cache *c)
 	return c->unit_size;
 }
 
+/*
+ * Up to `n` objects from the backend, chained *first .. *last: one call of
+ * the class's slab (the template's) for the whole batch; per-CPU objects
+ * ([node][pptr] holder + per-CPU area) one by one from kmalloc and
+ * __alloc_percpu.  Returns how many.
+ */
+static int __alloc_bulk(struct bpf_mem_cache *c, int n, struct llist_node **first,
+			struct llist_node **last)
+{
+	size_t charge = obj_charge(c);
+	int got = 0;
+
+	while (n && obj_cgroup_charge(c->objcg, (size_t)n * charge))
+		n--;
+	if (c->percpu_size) {
+		*first = *last = NULL;
+		for (; got < n; got++) {
+			void **obj = kmalloc(c->percpu_size);
+			void *pptr = obj ? __alloc_percpu(c->unit_size) : NULL;
+
+			if (!pptr) {
+				kfree(obj);
+				break;
+			}
+			obj[1] = pptr;
+			((struct llist_node *)obj)->next = *first;
+			*first = (struct llist_node *)obj;
+			if (!*last)
+				*last = *first;
+		}
+	} else if (c->shared->slab && n) {
+		got = kmem_cache_alloc_bulk(c->shared->slab, n, first, last);
+	}
+	if (got < n)
+		obj_cgroup_uncharge(c->objcg, (size_t)(n - got) * charge);
+	atomic_fetch_add_explicit(&c->backend_allocs, got, memory_order_relaxed);
+	for (struct llist_node *pos = got ? *first : NULL; pos; pos = pos->next)
+		debug_poison(c, pos);
+	return got;
+}
+
 static void *__alloc(struct bpf_mem_cache *c)
 {
-	void **obj;
+	struct llist_node *first, *last;
 
-	if (obj_cgroup_charge(c->objcg, obj_charge(c)))
-		return NULL;
-	if (c->percpu_size) {
-		/* [llist node / owner][per-CPU pointer]: the caller gets &obj[1] */
-		obj = kmalloc(c->percpu_size);
-		void *pptr = obj ? __alloc_percpu(c->unit_size) : NULL;
-
-		if (!pptr) {
-			kfree(obj);
-			obj = NULL;
-		} else {
-			obj[1] = pptr;
-		}
-	} else {
-		obj = kmalloc(c->unit_size);
-	}
-	if (!obj) {
-		obj_cgroup_uncharge(c->objcg, obj_charge(c));
-		return NULL;
-	}
-	atomic_fetch_add_explicit(&c->backend_allocs, 1, memory_order_relaxed);
-	debug_poison(c, (struct llist_node *)obj);
-	return obj;
+	return __alloc_bulk(c, 1, &first, &last) ? first : NULL;
 }
 
 static void free_one(struct bpf_mem_cache *c, void *obj)
 {
-	if (c->percpu_size)
+	if (c->percpu_size) {
 		free_percpu(((void **)obj)[1]);
-	kfree(obj);
+		kfree(obj);
+	} else {
+		kmem_cache_free(c->shared->slab, obj);
+	}
 	obj_cgroup_uncharge(c->objcg, obj_charge(c));
 	atomic_fetch_add_explicit(&c->backend_frees, 1, memory_order_relaxed);
 }
@@ -143,6 +165,14 @@ static void free_all(struct bpf_mem_cache *c, struct llist_node *llnode)
 
 	llist_for_each_safe(pos, t, llnode)
 		free_one(c, pos);
+}
+
+/* At destroy, for each class's template, which holds the class's slab. */
+static void destroy_slab(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl, void *arg)
+{
+	(void)tmpl;
+	(void)arg;
+	kmem_cache_destroy(c->slab);
 }
 
 /* ---- reuse slots (see struct reuse_slot) ---- */
@@ -358,11 +388,17 @@ static void alloc_bulk(struct bpf_mem_cache *c, int cnt, bool direct)
 		}
 		pthread_mutex_unlock(&ttrace_lock);
 	}
-	for (; i < cnt; i++) {
-		pos = __alloc(c);
-		if (!pos)
-			break;
-		add_to_chain(&head, &tail, pos);
+	if (i < cnt) {
+		struct llist_node *first, *last;
+		int n = __alloc_bulk(c, cnt - i, &first, &last);
+
+		if (n) {
+			last->next = head;
+			head = first;
+			if (!tail)
+				tail = last;
+			i += n;
+		}
 	}
 	if (!head)
 		return;
@@ -1075,6 +1111,9 @@ static void init_cache(struct bpf_mem_cache *c, void *pcpu, size_t stride, size_
 	c->pcpu_base = pcpu;
 	c->pcpu_stride = stride;
 	atomic_store_explicit(&c->tgt, c, memory_order_relaxed);
+	/* the template holds the class's slab; set-up copies reach it through
+	 * c->shared */
+	c->slab = percpu_size ? NULL : kmem_cache_create(unit_size, off / sizeof(struct bpf_mem_cache));
 	init_refill_work(c, unit_size);
 	atomic_store_explicit(&c->unit_size, unit_size, memory_order_release);
 }
@@ -1324,6 +1363,7 @@ __public void bpf_mem_alloc_destroy(struct bpf_mem_alloc *ma)
 	if (outstanding)
 		bpfmem_warn("bpf_mem_alloc_destroy: %ld object%s still allocated (leaked)",
 			    outstanding, outstanding == 1 ? "" : "s");
+	for_each_cache_on(ma, SHARED_CPU, destroy_slab, NULL);
 	free_percpu(ma->cache ? (void *)ma->cache : (void *)ma->caches);
 	obj_cgroup_put(ma->objcg);
 	memset(ma, 0, sizeof(*ma));

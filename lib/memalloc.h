@@ -108,6 +108,11 @@ struct bpf_mem_cache {
 
 	/* --- statistics, written on slow paths only --- */
 	_Atomic unsigned long backend_allocs, backend_frees, refills;
+
+	/* template only, set at init, read-only afterwards: the backend slab
+	 * of this size class; every copy reaches it as shared->slab (NULL for
+	 * per-CPU objects, which keep kmalloc and __alloc_percpu) */
+	struct kmem_cache *slab;
 };
 
 struct bpf_mem_caches {

@@ -215,10 +215,9 @@ static void test_destroy_reports_outstanding_objects_with_their_count(void **sta
 	bpf_mem_alloc_destroy(&ma);
 	assert_int_equal(nr_warnings, 1);
 	assert_non_null(strstr(last_msg, "3 objects still allocated"));
-	/* the leak was the point; hand the memory (header included) back to
-	 * the C library, which the backend took it from */
+	/* the leak was the point; leaked units stay mapped in their chunk */
 	for (int i = 0; i < 3; i++)
-		free(leaked[i] - sizeof(void *));
+		memset(leaked[i], 0, 8);
 }
 
 int main(void)
