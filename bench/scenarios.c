@@ -307,7 +307,19 @@ static double pct(const uint32_t *sorted, long n, double q)
 static const double tail_q[] = { 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999,
 				 0.99995, 0.99999 };
 
-static int run_tail(const struct backend *b, const struct bench_opts *o)
+/* emit_metric() of "<scen>.<metric>" */
+static void emit_metric_s(const char *scen, const char *metric, const char *unit, bool lower,
+			  double v)
+{
+	char name[64];
+
+	snprintf(name, sizeof(name), "%s.%s", scen, metric);
+	emit_metric(name, unit, lower, v);
+}
+
+/* `max`: requests of 8..max bytes (the fixed-size cache serves max) */
+static int tail_sweep(const struct backend *b, const struct bench_opts *o, size_t max,
+		      const char *scen)
 {
 	static void *live[LIVE];
 	long n = o->tail_ops, nulls = 0;
@@ -319,7 +331,7 @@ static int run_tail(const struct backend *b, const struct bench_opts *o)
 	if (!lat || !all)
 		return 1;
 	/* the fixed-size cache serves every request from its one size */
-	err = b->setup(TAIL_MAX_SIZE);
+	err = b->setup(max);
 	if (err) {
 		emit_note("setup failed: %s", strerror(-err));
 		return 1;
@@ -327,7 +339,7 @@ static int run_tail(const struct backend *b, const struct bench_opts *o)
 	/* fill to 10,000 live objects; an allocator that returns NULL while
 	 * its refill catches up is waited for, outside the measurement */
 	for (int i = 0; i < LIVE; i++) {
-		size_t size = 8 + rnd() % (TAIL_MAX_SIZE - 7);
+		size_t size = 8 + rnd() % (max - 7);
 
 		live[i] = b->alloc(size);
 		for (long spin = 0; !live[i] && spin < 1000000; spin++) {
@@ -351,7 +363,7 @@ static int run_tail(const struct backend *b, const struct bench_opts *o)
 
 	for (long i = 0; i < n; i++) {
 		int j = (int)(rnd() % LIVE);
-		size_t size = 8 + rnd() % (TAIL_MAX_SIZE - 7);
+		size_t size = 8 + rnd() % (max - 7);
 		uint64_t c0, c1;
 
 		if (live[j])
@@ -398,19 +410,19 @@ static int run_tail(const struct backend *b, const struct bench_opts *o)
 		return 1;
 	}
 	qsort(lat, (size_t)n, sizeof(*lat), cmp_u32);
-	emit_metric("tail.p50", "ns", true, pct(lat, n, 0.5) / cpn);
-	emit_metric("tail.p99", "ns", true, pct(lat, n, 0.99) / cpn);
-	emit_metric("tail.p99.9", "ns", true, pct(lat, n, 0.999) / cpn);
-	emit_metric("tail.p99.99", "ns", true, pct(lat, n, 0.9999) / cpn);
-	emit_metric("tail.p99.99_all", "ns", true, p9999_all);
-	emit_metric("tail.max", "ns", true, (double)lat[n - 1] / cpn);
-	emit_metric("tail.null%", "%", true, 100.0 * (double)nulls / (double)o->tail_ops);
+	emit_metric_s(scen, "p50", "ns", true, pct(lat, n, 0.5) / cpn);
+	emit_metric_s(scen, "p99", "ns", true, pct(lat, n, 0.99) / cpn);
+	emit_metric_s(scen, "p99.9", "ns", true, pct(lat, n, 0.999) / cpn);
+	emit_metric_s(scen, "p99.99", "ns", true, pct(lat, n, 0.9999) / cpn);
+	emit_metric_s(scen, "p99.99_all", "ns", true, p9999_all);
+	emit_metric_s(scen, "max", "ns", true, (double)lat[n - 1] / cpn);
+	emit_metric_s(scen, "null%", "%", true, 100.0 * (double)nulls / (double)o->tail_ops);
 	/* what a failed call costs: the slow path of an empty cache */
-	emit_metric("tail.null_mean", "ns", true, nulls ? (double)null_cycles / cpn / (double)nulls : 0);
-	emit_metric("tail.preempted%", "%", true, 100.0 * (double)dropped / (double)windows);
-	emit_metric("tail.sleeps/1k", "count", true, vcs_per_k);
+	emit_metric_s(scen, "null_mean", "ns", true, nulls ? (double)null_cycles / cpn / (double)nulls : 0);
+	emit_metric_s(scen, "preempted%", "%", true, 100.0 * (double)dropped / (double)windows);
+	emit_metric_s(scen, "sleeps/1k", "count", true, vcs_per_k);
 	for (size_t i = 0; i < sizeof(tail_q) / sizeof(tail_q[0]); i++) {
-		snprintf(name, sizeof(name), "~tail.q%g", tail_q[i]);
+		snprintf(name, sizeof(name), "~%s.q%g", scen, tail_q[i]);
 		emit_metric(name, "ns", true, pct(lat, n, tail_q[i]) / cpn);
 	}
 
@@ -423,10 +435,21 @@ static int run_tail(const struct backend *b, const struct bench_opts *o)
 	}
 	n = n < 1000000 ? n : 1000000;
 	qsort(lat, (size_t)n, sizeof(*lat), cmp_u32);
-	emit_metric("tail.timer_p50", "ns", true, pct(lat, n, 0.5) / cpn);
-	emit_metric("tail.timer_p99.99", "ns", true, pct(lat, n, 0.9999) / cpn);
+	emit_metric_s(scen, "timer_p50", "ns", true, pct(lat, n, 0.5) / cpn);
+	emit_metric_s(scen, "timer_p99.99", "ns", true, pct(lat, n, 0.9999) / cpn);
 	free(lat);
 	return 0;
+}
+
+static int run_tail(const struct backend *b, const struct bench_opts *o)
+{
+	return tail_sweep(b, o, TAIL_MAX_SIZE, "tail");
+}
+
+/* The whole range, where the large classes keep only 2 to 12 objects. */
+static int run_tail_all(const struct backend *b, const struct bench_opts *o)
+{
+	return tail_sweep(b, o, BPFMEM_ALLOC_SIZE_MAX - 8, "tail_all");
 }
 
 /* ---- signal: alloc+free inside a handler ---- */
@@ -758,6 +781,9 @@ const struct scenario scenarios[] = {
 	{ "tail", "per-call alloc latency, 10,000 live objects of random size 8..512 B "
 	  "(fixed-size cache: 512 B), timer overhead included and printed", "tail.p99.99", true,
 	  false, tail_rows, run_tail },
+	{ "tail_all", "per-call alloc latency, 10,000 live objects of random size 8..4088 B "
+	  "(fixed-size cache: 4088 B), timer overhead included and printed", "tail_all.p99.99",
+	  true, false, tail_rows, run_tail_all },
 	{ "signal", "alloc+free of 64 B inside a signal handler, ns per pair", "signal.pair", true,
 	  false, signal_rows, run_signal },
 	{ "free_rcu", "alloc 64 B + RCU-deferred free, objects/s; quiesce = rcu barrier after the loop",
