@@ -1369,24 +1369,6 @@ __public void bpf_mem_alloc_destroy(struct bpf_mem_alloc *ma)
 	memset(ma, 0, sizeof(*ma));
 }
 
-/*
- * Objects move RCU -> tasks trace -> (RCU) -> backend, a callback chains the
- * next batch of its cache, and the refill work queues the first callback;
- * so flush the work and run a barrier per stage until no callback of the
- * library is in flight.  Objects freed before the call need at most two
- * rounds (one behind a callback already in flight, one of their own); the
- * bound keeps a stream of frees on other threads from holding us forever.
- */
-__public void bpfmem_rcu_barrier(void)
-{
-	for (int round = 0; round < 4; round++) {
-		irq_work_flush();
-		rcu_barrier_all();
-		if (!atomic_load_explicit(&rcu_stages_in_flight, memory_order_acquire))
-			break;
-	}
-}
-
 /* Every copy on `cpu` of the classes that are set up (copies a CPU has not
  * used yet are zeroed: every list empty, no work queued). */
 static void for_each_cache_on(struct bpf_mem_alloc *ma, int cpu, cache_fn fn, void *arg)
@@ -1403,7 +1385,9 @@ static void for_each_cache_on(struct bpf_mem_alloc *ma, int cpu, cache_fn fn, vo
 	}
 }
 
-void memalloc_cpu_online(int cpu)
+/* ---- what the kernel layer calls back: CPU online, fork, RCU barrier ---- */
+
+static void memalloc_cpu_online(int cpu)
 {
 	pthread_mutex_lock(&ma_lock);
 	for (struct bpf_mem_alloc *ma = ma_list; ma; ma = ma->next_ma)
@@ -1411,15 +1395,13 @@ void memalloc_cpu_online(int cpu)
 	pthread_mutex_unlock(&ma_lock);
 }
 
-/* ---- fork ---- */
-
-void memalloc_before_fork(void)
+static void memalloc_before_fork(void)
 {
 	pthread_mutex_lock(&ma_lock);
 	pthread_mutex_lock(&ttrace_lock);
 }
 
-void memalloc_after_fork_parent(void)
+static void memalloc_after_fork_parent(void)
 {
 	pthread_mutex_unlock(&ttrace_lock);
 	pthread_mutex_unlock(&ma_lock);
@@ -1448,7 +1430,7 @@ static void fork_child_reset(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl
 		irq_work_fork_fixup(&c->refill_work);
 }
 
-void memalloc_after_fork_child(void)
+static void memalloc_after_fork_child(void)
 {
 	int self = bpfmem_current_cpu();
 
@@ -1456,4 +1438,29 @@ void memalloc_after_fork_child(void)
 		for_each_cache(ma, fork_child_reset, &self);
 	pthread_mutex_unlock(&ttrace_lock);
 	pthread_mutex_unlock(&ma_lock);
+}
+
+/* Objects move RCU -> tasks trace -> (RCU) -> backend, and each stage's
+ * callback chains what batched up behind it. */
+static bool rcu_stages_pending(void)
+{
+	return atomic_load_explicit(&rcu_stages_in_flight, memory_order_acquire);
+}
+
+static struct cpu_online_notifier memalloc_cpuhp = { .online = memalloc_cpu_online };
+static struct rcu_pending_query memalloc_rcu_pending = { .pending = rcu_stages_pending };
+static struct fork_notifier memalloc_fork = {
+	.prepare = memalloc_before_fork,
+	.parent = memalloc_after_fork_parent,
+	.child = memalloc_after_fork_child,
+	.priority = FORK_PRIO_USER,
+};
+
+/* At load time: before any allocator exists, so none can miss a CPU
+ * coming online or a fork. */
+__attribute__((constructor)) static void memalloc_register(void)
+{
+	register_cpu_online_notifier(&memalloc_cpuhp);
+	register_rcu_pending_query(&memalloc_rcu_pending);
+	register_fork_notifier(&memalloc_fork);
 }

@@ -141,6 +141,30 @@ static void thread_exit(void *unused)
 		slot_release(cpu);
 }
 
+/* Pushed at the head, never removed: readers need only an acquire load. */
+static _Atomic(struct cpu_online_notifier *) online_chain;
+
+void register_cpu_online_notifier(struct cpu_online_notifier *nb)
+{
+	struct cpu_online_notifier *first = atomic_load_explicit(&online_chain,
+								 memory_order_relaxed);
+
+	do {
+		nb->next = first;
+	} while (!atomic_compare_exchange_weak_explicit(&online_chain, &first, nb,
+							memory_order_release,
+							memory_order_relaxed));
+}
+
+static void cpu_online_notify(int cpu)
+{
+	struct cpu_online_notifier *nb = atomic_load_explicit(&online_chain,
+							      memory_order_acquire);
+
+	for (; nb; nb = nb->next)
+		nb->online(cpu);
+}
+
 static int pin_to_real_cpu(int cpu)
 {
 	long online = sysconf(_SC_NPROCESSORS_ONLN);
@@ -189,7 +213,7 @@ __public int bpfmem_thread_attach(int cpu, unsigned int flags)
 	 * the read side works from this thread's signal handlers with every
 	 * flavor, and prefill this CPU's caches. */
 	rcu_thread_online();
-	memalloc_cpu_online(cpu);
+	cpu_online_notify(cpu);
 	return 0;
 }
 

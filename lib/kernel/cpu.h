@@ -54,4 +54,18 @@ bool cpu_in_use(int cpu) __hidden;
 int cpu_init(void) __hidden;
 void cpu_fork_child(void) __hidden;
 
+/*
+ * CPU hotplug, as far as a process has it: `online(cpu)` runs when a
+ * thread explicitly attaches to `cpu`, in that thread, in process context
+ * (users fill what they left empty on never-used CPUs).  Notifiers are
+ * never removed; `nb` must stay valid for the life of the process.
+ */
+struct cpu_online_notifier {
+	void (*online)(int cpu);
+	struct cpu_online_notifier *next;
+};
+
+/* Any context but a signal handler; lock-free. */
+void register_cpu_online_notifier(struct cpu_online_notifier *nb) __hidden;
+
 #endif /* BPFMEM_KERNEL_CPU_H */
