@@ -19,7 +19,7 @@
 #include "rcu.h"
 
 int nr_cpu_ids;
-__tls_ie int bpfmem_this_cpu = CPU_NONE;
+__tls_ie int bpfmem_this_cpu = CPU_STATE_NONE;
 
 /*
  * A thread's identity for slot ownership: the address of one of its TLS
@@ -94,9 +94,9 @@ int cpu_attach_any(void)
 	/* a handler may have attached since the caller looked */
 	if (cpu >= 0)
 		return cpu;
-	if (cpu == CPU_EXITING)
+	if (cpu == CPU_STATE_EXITING)
 		return SHARED_CPU;
-	if (cpu == CPU_SHARED && atomic_load_explicit(&free_slots, memory_order_relaxed) <= 0)
+	if (cpu == CPU_STATE_SHARED && atomic_load_explicit(&free_slots, memory_order_relaxed) <= 0)
 		return SHARED_CPU;
 
 	unsigned int start = atomic_fetch_add_explicit(&attach_hint, 1, memory_order_relaxed);
@@ -120,7 +120,7 @@ int cpu_attach_any(void)
 		arm_exit_destructor();
 		return c;
 	}
-	if (!cmpxchg_this_cpu(cpu, CPU_SHARED) && bpfmem_this_cpu >= 0)
+	if (!cmpxchg_this_cpu(cpu, CPU_STATE_SHARED) && bpfmem_this_cpu >= 0)
 		return bpfmem_this_cpu;
 	return SHARED_CPU;
 }
@@ -134,7 +134,7 @@ static void thread_exit(void *unused)
 {
 	/* From here on a handler on this thread uses the shared CPU and never
 	 * attaches again, so no slot can be left owned by a dead thread. */
-	int cpu = xchg_this_cpu(CPU_EXITING);
+	int cpu = xchg_this_cpu(CPU_STATE_EXITING);
 
 	(void)unused;
 	if (cpu >= 0)
@@ -188,7 +188,7 @@ __public int bpfmem_thread_attach(int cpu, unsigned int flags)
 		return err;
 	if (cpu < 0 || cpu >= nr_cpu_ids || (flags & ~BPFMEM_ATTACH_PIN))
 		return -EINVAL;
-	if (old == CPU_EXITING)
+	if (old == CPU_STATE_EXITING)
 		return -EINVAL;
 	if (old != cpu) {
 		if (!slot_claim(cpu))
@@ -221,9 +221,9 @@ __public void bpfmem_thread_detach(void)
 {
 	int cpu = bpfmem_this_cpu;
 
-	if (cpu == CPU_EXITING)
+	if (cpu == CPU_STATE_EXITING)
 		return;
-	cpu = xchg_this_cpu(CPU_NONE);
+	cpu = xchg_this_cpu(CPU_STATE_NONE);
 	if (cpu >= 0)
 		slot_release(cpu);
 }

@@ -61,6 +61,13 @@ static void child(void)
 	pthread_mutex_unlock(&chain_lock);
 }
 
+static struct fork_notifier warn_fork = {
+	.prepare = warn_before_fork,
+	.parent = warn_after_fork_parent,
+	.child = warn_after_fork_child,
+	.priority = FORK_PRIO_WARN,
+};
+
 static struct fork_notifier irq_work_fork = {
 	.prepare = irq_work_before_fork,
 	.parent = irq_work_after_fork_parent,
@@ -87,6 +94,7 @@ static void runtime_init_once(void)
 	/* on failure nr_cpu_ids stays 0 and every allocator init fails */
 	if (cpu_init())
 		bpfmem_warn("cannot set up virtual CPUs: out of memory");
+	register_fork_notifier(&warn_fork);
 	register_fork_notifier(&irq_work_fork);
 	register_fork_notifier(&rcu_fork);
 	register_fork_notifier(&cpu_fork);

@@ -34,6 +34,7 @@ struct fork_notifier {
  * released first, RCU restarts before the refill thread that registers
  * with it.
  */
+#define FORK_PRIO_WARN		400	/* a leaf lock: first or last, either way */
 #define FORK_PRIO_IRQ_WORK	300
 #define FORK_PRIO_RCU		200
 #define FORK_PRIO_USER		100	/* locks of the layer's users */
