@@ -301,12 +301,6 @@ static __always_inline void cache_exit(struct bpf_mem_cache *c, bool shared, str
 	shared_entered = g.prev;
 }
 
-static __always_inline struct bpf_mem_cache *cache_on(void *pcpu, size_t stride, size_t off,
-						      int cpu)
-{
-	return (struct bpf_mem_cache *)((char *)pcpu + (size_t)cpu * stride + off);
-}
-
 static __always_inline int free_cnt_add(struct bpf_mem_cache *c, int delta)
 {
 	int cnt = atomic_load_explicit(&c->free_cnt, memory_order_relaxed) + delta;
@@ -936,8 +930,6 @@ static __always_inline struct bpf_mem_cache *owner_cache(void *ptr)
 {
 	return *(struct bpf_mem_cache **)((char *)ptr - LLIST_NODE_SZ);
 }
-
-#define CACHE_OFF(idx) ((size_t)(idx) * sizeof(struct bpf_mem_cache))
 
 /*
  * The entry points check only what costs nothing on their fast path: a NULL

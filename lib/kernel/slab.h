@@ -77,8 +77,9 @@ bool slab_unit_contains(const struct kmem_cache *s, uint64_t entry, const void *
 void slab_for_each_chunk(const struct kmem_cache *s,
 			 void (*fn)(uintptr_t start, uintptr_t end, void *arg), void *arg) __hidden;
 
-/* Test seam: counts of units handed out and taken back by the backend,
- * allocations refused, and chunks mapped now. */
+#if BPFMEM_TEST_SEAMS
+/* Test build only: counts of units handed out and taken back by the
+ * backend, allocations refused, and chunks mapped now. */
 struct slab_stats {
 	long allocs;
 	long frees;
@@ -86,7 +87,8 @@ struct slab_stats {
 	long chunks;
 };
 void slab_get_stats(struct slab_stats *st) __hidden;
-/* Test seam: fail every `nth` allocation (0: never). */
+/* Test build only: fail every `nth` allocation (0: never). */
 void slab_fail_every(unsigned long nth) __hidden;
+#endif
 
 #endif /* BPFMEM_KERNEL_SLAB_H */
