@@ -1195,7 +1195,7 @@ __public int bpf_mem_alloc_init(struct bpf_mem_alloc *ma, int size, bool percpu)
 		percpu_size = LLIST_NODE_SZ + sizeof(void *);
 	ma->percpu = percpu;
 
-	pcpu = __alloc_percpu(size ? CACHE_STRIDE : CACHES_STRIDE);
+	pcpu = __alloc_percpu_sparse(size ? CACHE_STRIDE : CACHES_STRIDE);
 	if (!pcpu)
 		return -ENOMEM;
 	objcg = get_obj_cgroup_from_current();
@@ -1229,7 +1229,7 @@ __public int bpf_mem_alloc_percpu_init(struct bpf_mem_alloc *ma, struct bpfmem_o
 
 	if (err)
 		return err;
-	pcpu = __alloc_percpu(CACHES_STRIDE);
+	pcpu = __alloc_percpu_sparse(CACHES_STRIDE);
 	if (!pcpu)
 		return -ENOMEM;
 	ma->caches = pcpu;

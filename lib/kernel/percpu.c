@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Per-CPU areas over the backend allocator, and the public per-CPU accessors. */
+#include <unistd.h>
+
 #include <bpfmem.h>
 
 #include "percpu.h"
@@ -25,13 +27,44 @@ void *__alloc_percpu(size_t size)
 	hdr = (struct pcpu_hdr *)base;
 	hdr->stride = pcpu_stride(size);
 	hdr->size = size;
+	hdr->mapped = 0;
 	return base + PCPU_HDR_SIZE;
+}
+
+/*
+ * One mapping: a first page that holds only the header, then the copies,
+ * copy 0 on a page boundary.  So the header costs one page whatever the
+ * number of CPUs, copies of a page or more never share a page, smaller ones
+ * share pages only with neighbouring CPUs' copies, and a CPU whose copy is
+ * never written costs nothing.
+ */
+void *__alloc_percpu_sparse(size_t size)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t bytes = ALIGN(page + pcpu_stride(size) * ((size_t)nr_cpu_ids + 1), page);
+	char *base = vzalloc(bytes);
+	struct pcpu_hdr *hdr;
+
+	if (!base)
+		return NULL;
+	hdr = pcpu_hdr(base + page);
+	hdr->stride = pcpu_stride(size);
+	hdr->size = size;
+	hdr->mapped = bytes;
+	return base + page;
 }
 
 void free_percpu(void *pptr)
 {
-	if (pptr)
-		kfree(pcpu_hdr(pptr));
+	struct pcpu_hdr *hdr;
+
+	if (!pptr)
+		return;
+	hdr = pcpu_hdr(pptr);
+	if (hdr->mapped)
+		vfree((char *)pptr - sysconf(_SC_PAGESIZE), hdr->mapped);
+	else
+		kfree(hdr);
 }
 
 __public void *bpfmem_per_cpu_ptr(void *pptr, int cpu)

@@ -572,3 +572,26 @@ void kmem_cache_destroy(struct kmem_cache *s)
 	else
 		llist_add(&s->leaked, &graveyard);
 }
+
+void *vzalloc(size_t size)
+{
+	void *p;
+
+	if (!fault_clamp(1))
+		return NULL;
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		seam_count(nr_failed, 1);
+		return NULL;
+	}
+	seam_count(nr_allocs, 1);
+	return p;
+}
+
+void vfree(void *addr, size_t size)
+{
+	if (!addr)
+		return;
+	seam_count(nr_frees, 1);
+	munmap(addr, size);
+}

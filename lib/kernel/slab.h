@@ -21,6 +21,13 @@
 void *kmalloc_aligned(size_t size, size_t align, bool zero) __hidden;
 void kfree(void *ptr) __hidden;
 
+/* P.  Zeroed pages straight from the system (mmap): only the pages that
+ * are written ever use memory.  `size` a multiple of the page size; a
+ * system call each, so for few and large areas only. */
+void *vzalloc(size_t size) __hidden;
+/* P.  `size` as given to vzalloc. */
+void vfree(void *addr, size_t size) __hidden;
+
 static inline void *kmalloc(size_t size)
 {
 	return kmalloc_aligned(size, 8, false);
