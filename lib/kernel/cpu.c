@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <bpfmem.h>
@@ -30,14 +31,28 @@ static __tls_ie char thread_token;
 struct cpu_slot {
 	/* 0: free.  Claimed by CAS from 0 (acquire: the new owner sees every
 	 * write the previous owner made to this CPU's caches), released by a
-	 * store of 0 (release).  Only the owner releases. */
+	 * store of 0 (release).  Only the owner releases, or whoever reaps a
+	 * dead unarmed owner (below). */
 	_Atomic uintptr_t owner;
+	/*
+	 * The kernel thread id of an owner whose exit destructor is not armed
+	 * (it attached where arming could allocate, see arm_exit_destructor),
+	 * else 0.  Stored by the owner after its claim and cleared before any
+	 * release, so a nonzero value names the current owner; whoever clears
+	 * it by CAS from the id of a thread that no longer exists frees the
+	 * slot (slot_reap).
+	 */
+	_Atomic pid_t unarmed_tid;
 } ____cacheline_aligned;
 
 static struct cpu_slot *slots;		/* nr_cpu_ids entries, mmap'ed once */
 static _Atomic unsigned int attach_hint;	/* where implicit attach starts looking */
 static _Atomic int free_slots;		/* slots with owner == 0 (approximate) */
 static pthread_key_t exit_key;
+/* pthread_setspecific(exit_key) never allocates: set once at init */
+static bool exit_key_signal_safe;
+/* this thread's exit destructor is armed: it runs at thread exit */
+static __tls_ie bool exit_armed;
 
 static uintptr_t me(void)
 {
@@ -57,18 +72,68 @@ static bool slot_claim(int cpu)
 
 static void slot_release(int cpu)
 {
+	atomic_store_explicit(&slots[cpu].unarmed_tid, 0, memory_order_relaxed);
 	atomic_fetch_add_explicit(&free_slots, 1, memory_order_relaxed);
 	atomic_store_explicit(&slots[cpu].owner, 0, memory_order_release);
 }
 
 /*
- * Arms the exit destructor.  glibc keeps the first 32 keys in the thread
- * descriptor itself, so for our key (created at load time) this is two
- * stores: no allocation, no lock, safe from a handler.
+ * glibc keeps the values of keys below PTHREAD_KEY_2NDLEVEL_SIZE (32, an
+ * internal constant) in the thread descriptor: setting one is two stores.
+ * A higher key's first set in a thread callocs a second-level block, which
+ * a signal handler must not do.  Other C libraries: assume the worst.
  */
-static void arm_exit_destructor(void)
+static bool key_set_never_allocates(pthread_key_t key)
 {
-	pthread_setspecific(exit_key, (void *)1);
+#ifdef __GLIBC__
+	return key < 32;
+#else
+	(void)key;
+	return false;
+#endif
+}
+
+/*
+ * Arms the exit destructor that releases the slot.  With a key whose set
+ * may allocate, and not known to run in process context, it leaves the
+ * destructor unarmed and records the thread id in the slot instead: the
+ * slot is then freed by the next attach that looks at it once the thread
+ * is gone (slot_reap), and arming happens at the thread's next attach in
+ * process context.
+ */
+static void arm_exit_destructor(int cpu, bool process_context)
+{
+	if (exit_armed)
+		return;
+	if (exit_key_signal_safe || process_context) {
+		pthread_setspecific(exit_key, (void *)1);
+		exit_armed = true;
+		atomic_store_explicit(&slots[cpu].unarmed_tid, 0, memory_order_relaxed);
+		return;
+	}
+	atomic_store_explicit(&slots[cpu].unarmed_tid, gettid(), memory_order_relaxed);
+}
+
+/* AS.  Frees `cpu` if its owner's destructor was not armed and the owner
+ * no longer exists.  True if the slot was freed. */
+static bool slot_reap(int cpu)
+{
+	pid_t tid = atomic_load_explicit(&slots[cpu].unarmed_tid, memory_order_relaxed);
+	int saved_errno = errno;
+	bool gone;
+
+	if (!tid)
+		return false;
+	/* signal 0: only asks whether the thread exists in this process
+	 * (a reused id only delays the reaping) */
+	gone = syscall(SYS_tgkill, getpid(), tid, 0) < 0 && errno == ESRCH;
+	errno = saved_errno;
+	if (!gone || !atomic_compare_exchange_strong_explicit(&slots[cpu].unarmed_tid, &tid, 0,
+							      memory_order_acquire,
+							      memory_order_relaxed))
+		return false;
+	slot_release(cpu);
+	return true;
 }
 
 /*
@@ -104,7 +169,7 @@ int cpu_attach_any(void)
 	for (int i = 0; i < nr_cpu_ids; i++) {
 		int c = (start + i) % nr_cpu_ids;
 
-		if (atomic_load_explicit(&slots[c].owner, memory_order_relaxed))
+		if (atomic_load_explicit(&slots[c].owner, memory_order_relaxed) && !slot_reap(c))
 			continue;
 		if (!slot_claim(c))
 			continue;
@@ -117,7 +182,7 @@ int cpu_attach_any(void)
 			cpu = bpfmem_this_cpu;
 			return cpu >= 0 ? cpu : SHARED_CPU;
 		}
-		arm_exit_destructor();
+		arm_exit_destructor(c, false);
 		return c;
 	}
 	if (!cmpxchg_this_cpu(cpu, CPU_STATE_SHARED) && bpfmem_this_cpu >= 0)
@@ -191,7 +256,7 @@ __public int bpfmem_thread_attach(int cpu, unsigned int flags)
 	if (old == CPU_STATE_EXITING)
 		return -EINVAL;
 	if (old != cpu) {
-		if (!slot_claim(cpu))
+		if (!slot_claim(cpu) && !(slot_reap(cpu) && slot_claim(cpu)))
 			return -EBUSY;
 	}
 	if (flags & BPFMEM_ATTACH_PIN) {
@@ -208,7 +273,7 @@ __public int bpfmem_thread_attach(int cpu, unsigned int flags)
 		if (old >= 0 && old != cpu)
 			slot_release(old);
 	}
-	arm_exit_destructor();
+	arm_exit_destructor(cpu, true);
 	/* Explicit attach is process context: register with RCU now so that
 	 * the read side works from this thread's signal handlers with every
 	 * flavor, and prefill this CPU's caches. */
@@ -264,6 +329,7 @@ int cpu_init(void)
 		munmap(p, bytes);
 		return -EAGAIN;
 	}
+	exit_key_signal_safe = key_set_never_allocates(exit_key);
 	slots = p;
 	atomic_store(&free_slots, (int)n);
 	nr_cpu_ids = (int)n;
@@ -277,8 +343,14 @@ void cpu_fork_child(void)
 	int nfree = 0;
 
 	for (int c = 0; c < nr_cpu_ids; c++) {
-		if (c == cpu)
+		if (c == cpu) {
+			/* our thread id is new in the child */
+			if (atomic_load_explicit(&slots[c].unarmed_tid, memory_order_relaxed))
+				atomic_store_explicit(&slots[c].unarmed_tid, gettid(),
+						      memory_order_relaxed);
 			continue;
+		}
+		atomic_store_explicit(&slots[c].unarmed_tid, 0, memory_order_relaxed);
 		atomic_store_explicit(&slots[c].owner, 0, memory_order_relaxed);
 		nfree++;
 	}
