@@ -32,19 +32,31 @@ void *__alloc_percpu(size_t size)
 }
 
 /*
+ * Below this footprint an area is allocated whole, as __alloc_percpu does:
+ * a mapping costs a page for its header and at least a page per CPU that
+ * uses it, which for a small area (8 virtual CPUs of a fixed-size
+ * allocator: 4.6 KiB) is more than the area itself.
+ */
+#define PCPU_SPARSE_MIN	(32u << 10)
+
+/*
  * One mapping: a first page that holds only the header, then the copies,
  * copy 0 on a page boundary.  So the header costs one page whatever the
  * number of CPUs, copies of a page or more never share a page, smaller ones
  * share pages only with neighbouring CPUs' copies, and a CPU whose copy is
- * never written costs nothing.
+ * never written costs nothing.  The price: a CPU's first write to its copy
+ * takes the page fault that zeroing at allocation took for __alloc_percpu.
  */
 void *__alloc_percpu_sparse(size_t size)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	size_t bytes = ALIGN(page + pcpu_stride(size) * ((size_t)nr_cpu_ids + 1), page);
-	char *base = vzalloc(bytes);
+	char *base;
 	struct pcpu_hdr *hdr;
 
+	if (pcpu_footprint(size) < PCPU_SPARSE_MIN)
+		return __alloc_percpu(size);
+	base = vzalloc(bytes);
 	if (!base)
 		return NULL;
 	hdr = pcpu_hdr(base + page);

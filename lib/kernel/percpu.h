@@ -45,7 +45,8 @@ static __always_inline void *per_cpu_ptr(void *pptr, int cpu)
  * __alloc_percpu_sparse: one mapping (vzalloc) whose pages are backed only
  * once written, so CPUs that never touch their copy cost no memory.  For
  * the few long-lived areas whose copies are written per CPU on first use:
- * an allocator's caches.
+ * an allocator's caches.  Areas under 32 KiB come from __alloc_percpu: the
+ * mapping's page granularity would cost more than it saves.
  */
 void *__alloc_percpu(size_t size) __hidden;
 void *__alloc_percpu_sparse(size_t size) __hidden;
