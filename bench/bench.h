@@ -132,6 +132,11 @@ double cycles_per_ns(void);
 
 int pin_thread_cpu(int vcpu);
 
+/* footprint.c: the scenario, and its probe process (--footprint-probe) */
+int run_footprint(const struct backend *b, const struct bench_opts *o);
+bool footprint_rows(const struct backend *b);
+int footprint_probe(const char *kind, int ncpus);
+
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)

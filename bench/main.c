@@ -1173,6 +1173,8 @@ int main(int argc, char **argv)
 
 	if (argc >= 4 && !strcmp(argv[1], "--child"))
 		return child_main(argv[2], argv[3], &o);
+	if (argc >= 4 && !strcmp(argv[1], "--footprint-probe"))
+		return footprint_probe(argv[2], atoi(argv[3]));
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--quick")) {

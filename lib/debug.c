@@ -19,15 +19,23 @@ static size_t payload_size(const struct bpf_mem_cache *c)
 	return c->unit_size - LLIST_NODE_SZ;
 }
 
+/* The virtual CPU whose copy of the per-CPU area `pcpu` holds `addr`, or
+ * -1 when `addr` is outside the area. */
+static int cpu_of(const void *pcpu, size_t stride, uintptr_t addr)
+{
+	uintptr_t base = (uintptr_t)pcpu;
+
+	if (addr < base || (addr - base) / stride > (size_t)nr_cpu_ids)
+		return -1;
+	return (int)((addr - base) / stride);
+}
+
 /* Is `hdr` one of the caches of the allocator `c` belongs to, same class? */
 static bool is_cache_of(const struct bpf_mem_cache *c, const struct bpf_mem_cache *hdr)
 {
-	uintptr_t base = (uintptr_t)c->pcpu_base, h = (uintptr_t)hdr;
-	size_t span = (size_t)c->pcpu_stride * ((size_t)nr_cpu_ids + 1);
+	int cpu = cpu_of(c->pcpu_base, c->pcpu_stride, (uintptr_t)hdr);
 
-	if (h < base || h - base >= span)
-		return false;
-	if ((h - base) % c->pcpu_stride != c->class_off)
+	if (cpu < 0 || hdr != cache_on(c->pcpu_base, c->pcpu_stride, c->class_off, cpu))
 		return false;
 	return hdr->unit_size == c->unit_size && hdr->percpu_size == c->percpu_size;
 }
@@ -45,13 +53,16 @@ static void report_bad_free(void *ptr)
 
 bool debug_header_ok(void *pcpu, size_t stride, void *ptr)
 {
-	uintptr_t base = (uintptr_t)pcpu;
 	uintptr_t h = *(uintptr_t *)((char *)ptr - LLIST_NODE_SZ);
+	int cpu = cpu_of(pcpu, stride, h);
 
-	if (h >= base && h - base < stride * ((size_t)nr_cpu_ids + 1) &&
-	    (h - base) % stride % sizeof(struct bpf_mem_cache) == 0 &&
-	    (h - base) % stride < sizeof(struct bpf_mem_caches))
-		return true;
+	if (cpu >= 0) {
+		size_t idx = (h - (uintptr_t)cache_on(pcpu, stride, 0, cpu)) /
+			     sizeof(struct bpf_mem_cache);
+
+		if (idx < NUM_CACHES && h == (uintptr_t)cache_on(pcpu, stride, CACHE_OFF(idx), cpu))
+			return true;
+	}
 	report_bad_free(ptr);
 	return false;
 }

@@ -301,12 +301,6 @@ static __always_inline void cache_exit(struct bpf_mem_cache *c, bool shared, str
 	shared_entered = g.prev;
 }
 
-static __always_inline struct bpf_mem_cache *cache_on(void *pcpu, size_t stride, size_t off,
-						      int cpu)
-{
-	return (struct bpf_mem_cache *)((char *)pcpu + (size_t)cpu * stride + off);
-}
-
 static __always_inline int free_cnt_add(struct bpf_mem_cache *c, int delta)
 {
 	int cnt = atomic_load_explicit(&c->free_cnt, memory_order_relaxed) + delta;
@@ -937,8 +931,6 @@ static __always_inline struct bpf_mem_cache *owner_cache(void *ptr)
 	return *(struct bpf_mem_cache **)((char *)ptr - LLIST_NODE_SZ);
 }
 
-#define CACHE_OFF(idx) ((size_t)(idx) * sizeof(struct bpf_mem_cache))
-
 /*
  * The entry points check only what costs nothing on their fast path: a NULL
  * `ma`, and the per-CPU area pointer they load anyway, which is NULL in a
@@ -1203,7 +1195,7 @@ __public int bpf_mem_alloc_init(struct bpf_mem_alloc *ma, int size, bool percpu)
 		percpu_size = LLIST_NODE_SZ + sizeof(void *);
 	ma->percpu = percpu;
 
-	pcpu = __alloc_percpu(size ? CACHE_STRIDE : CACHES_STRIDE);
+	pcpu = __alloc_percpu_sparse(size ? CACHE_STRIDE : CACHES_STRIDE);
 	if (!pcpu)
 		return -ENOMEM;
 	objcg = get_obj_cgroup_from_current();
@@ -1237,7 +1229,7 @@ __public int bpf_mem_alloc_percpu_init(struct bpf_mem_alloc *ma, struct bpfmem_o
 
 	if (err)
 		return err;
-	pcpu = __alloc_percpu(CACHES_STRIDE);
+	pcpu = __alloc_percpu_sparse(CACHES_STRIDE);
 	if (!pcpu)
 		return -ENOMEM;
 	ma->caches = pcpu;
@@ -1369,24 +1361,6 @@ __public void bpf_mem_alloc_destroy(struct bpf_mem_alloc *ma)
 	memset(ma, 0, sizeof(*ma));
 }
 
-/*
- * Objects move RCU -> tasks trace -> (RCU) -> backend, a callback chains the
- * next batch of its cache, and the refill work queues the first callback;
- * so flush the work and run a barrier per stage until no callback of the
- * library is in flight.  Objects freed before the call need at most two
- * rounds (one behind a callback already in flight, one of their own); the
- * bound keeps a stream of frees on other threads from holding us forever.
- */
-__public void bpfmem_rcu_barrier(void)
-{
-	for (int round = 0; round < 4; round++) {
-		irq_work_flush();
-		rcu_barrier_all();
-		if (!atomic_load_explicit(&rcu_stages_in_flight, memory_order_acquire))
-			break;
-	}
-}
-
 /* Every copy on `cpu` of the classes that are set up (copies a CPU has not
  * used yet are zeroed: every list empty, no work queued). */
 static void for_each_cache_on(struct bpf_mem_alloc *ma, int cpu, cache_fn fn, void *arg)
@@ -1403,7 +1377,9 @@ static void for_each_cache_on(struct bpf_mem_alloc *ma, int cpu, cache_fn fn, vo
 	}
 }
 
-void memalloc_cpu_online(int cpu)
+/* ---- what the kernel layer calls back: CPU online, fork, RCU barrier ---- */
+
+static void memalloc_cpu_online(int cpu)
 {
 	pthread_mutex_lock(&ma_lock);
 	for (struct bpf_mem_alloc *ma = ma_list; ma; ma = ma->next_ma)
@@ -1411,15 +1387,13 @@ void memalloc_cpu_online(int cpu)
 	pthread_mutex_unlock(&ma_lock);
 }
 
-/* ---- fork ---- */
-
-void memalloc_before_fork(void)
+static void memalloc_before_fork(void)
 {
 	pthread_mutex_lock(&ma_lock);
 	pthread_mutex_lock(&ttrace_lock);
 }
 
-void memalloc_after_fork_parent(void)
+static void memalloc_after_fork_parent(void)
 {
 	pthread_mutex_unlock(&ttrace_lock);
 	pthread_mutex_unlock(&ma_lock);
@@ -1448,7 +1422,7 @@ static void fork_child_reset(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl
 		irq_work_fork_fixup(&c->refill_work);
 }
 
-void memalloc_after_fork_child(void)
+static void memalloc_after_fork_child(void)
 {
 	int self = bpfmem_current_cpu();
 
@@ -1456,4 +1430,29 @@ void memalloc_after_fork_child(void)
 		for_each_cache(ma, fork_child_reset, &self);
 	pthread_mutex_unlock(&ttrace_lock);
 	pthread_mutex_unlock(&ma_lock);
+}
+
+/* Objects move RCU -> tasks trace -> (RCU) -> backend, and each stage's
+ * callback chains what batched up behind it. */
+static bool rcu_stages_pending(void)
+{
+	return atomic_load_explicit(&rcu_stages_in_flight, memory_order_acquire);
+}
+
+static struct cpu_online_notifier memalloc_cpuhp = { .online = memalloc_cpu_online };
+static struct rcu_pending_query memalloc_rcu_pending = { .pending = rcu_stages_pending };
+static struct fork_notifier memalloc_fork = {
+	.prepare = memalloc_before_fork,
+	.parent = memalloc_after_fork_parent,
+	.child = memalloc_after_fork_child,
+	.priority = FORK_PRIO_USER,
+};
+
+/* At load time: before any allocator exists, so none can miss a CPU
+ * coming online or a fork. */
+__attribute__((constructor)) static void memalloc_register(void)
+{
+	register_cpu_online_notifier(&memalloc_cpuhp);
+	register_rcu_pending_query(&memalloc_rcu_pending);
+	register_fork_notifier(&memalloc_fork);
 }

@@ -145,4 +145,18 @@ static inline int reuse_ready(struct bpf_mem_cache *c)
 	return n;
 }
 
+/* Offset of size class `idx` in a CPU's struct bpf_mem_caches. */
+#define CACHE_OFF(idx) ((size_t)(idx) * sizeof(struct bpf_mem_cache))
+
+/*
+ * The one place per-CPU caches are addressed: the cache at offset `off`
+ * (its class, 0 for a fixed-size allocator) of virtual CPU `cpu` (SHARED_CPU
+ * included) in the per-CPU area `pcpu` of copy size `stride`.
+ */
+static __always_inline struct bpf_mem_cache *cache_on(const void *pcpu, size_t stride,
+						      size_t off, int cpu)
+{
+	return (struct bpf_mem_cache *)((char *)pcpu + (size_t)cpu * stride + off);
+}
+
 #endif /* BPFMEM_MEMALLOC_H */

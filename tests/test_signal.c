@@ -644,7 +644,7 @@ static _Atomic long exiting_runs;
 
 static void exit_storm_handler(int sig)
 {
-	if (bpfmem_this_cpu == CPU_EXITING)
+	if (bpfmem_this_cpu == CPU_STATE_EXITING)
 		atomic_fetch_add(&exiting_runs, 1);
 	storm_handler(sig);
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <bpfmem.h>
@@ -19,7 +20,7 @@
 #include "rcu.h"
 
 int nr_cpu_ids;
-__tls_ie int bpfmem_this_cpu = CPU_NONE;
+__tls_ie int bpfmem_this_cpu = CPU_STATE_NONE;
 
 /*
  * A thread's identity for slot ownership: the address of one of its TLS
@@ -30,14 +31,28 @@ static __tls_ie char thread_token;
 struct cpu_slot {
 	/* 0: free.  Claimed by CAS from 0 (acquire: the new owner sees every
 	 * write the previous owner made to this CPU's caches), released by a
-	 * store of 0 (release).  Only the owner releases. */
+	 * store of 0 (release).  Only the owner releases, or whoever reaps a
+	 * dead unarmed owner (below). */
 	_Atomic uintptr_t owner;
+	/*
+	 * The kernel thread id of an owner whose exit destructor is not armed
+	 * (it attached where arming could allocate, see arm_exit_destructor),
+	 * else 0.  Stored by the owner after its claim and cleared before any
+	 * release, so a nonzero value names the current owner; whoever clears
+	 * it by CAS from the id of a thread that no longer exists frees the
+	 * slot (slot_reap).
+	 */
+	_Atomic pid_t unarmed_tid;
 } ____cacheline_aligned;
 
 static struct cpu_slot *slots;		/* nr_cpu_ids entries, mmap'ed once */
 static _Atomic unsigned int attach_hint;	/* where implicit attach starts looking */
 static _Atomic int free_slots;		/* slots with owner == 0 (approximate) */
 static pthread_key_t exit_key;
+/* pthread_setspecific(exit_key) never allocates: set once at init */
+static bool exit_key_signal_safe;
+/* this thread's exit destructor is armed: it runs at thread exit */
+static __tls_ie bool exit_armed;
 
 static uintptr_t me(void)
 {
@@ -57,18 +72,68 @@ static bool slot_claim(int cpu)
 
 static void slot_release(int cpu)
 {
+	atomic_store_explicit(&slots[cpu].unarmed_tid, 0, memory_order_relaxed);
 	atomic_fetch_add_explicit(&free_slots, 1, memory_order_relaxed);
 	atomic_store_explicit(&slots[cpu].owner, 0, memory_order_release);
 }
 
 /*
- * Arms the exit destructor.  glibc keeps the first 32 keys in the thread
- * descriptor itself, so for our key (created at load time) this is two
- * stores: no allocation, no lock, safe from a handler.
+ * glibc keeps the values of keys below PTHREAD_KEY_2NDLEVEL_SIZE (32, an
+ * internal constant) in the thread descriptor: setting one is two stores.
+ * A higher key's first set in a thread callocs a second-level block, which
+ * a signal handler must not do.  Other C libraries: assume the worst.
  */
-static void arm_exit_destructor(void)
+static bool key_set_never_allocates(pthread_key_t key)
 {
-	pthread_setspecific(exit_key, (void *)1);
+#ifdef __GLIBC__
+	return key < 32;
+#else
+	(void)key;
+	return false;
+#endif
+}
+
+/*
+ * Arms the exit destructor that releases the slot.  With a key whose set
+ * may allocate, and not known to run in process context, it leaves the
+ * destructor unarmed and records the thread id in the slot instead: the
+ * slot is then freed by the next attach that looks at it once the thread
+ * is gone (slot_reap), and arming happens at the thread's next attach in
+ * process context.
+ */
+static void arm_exit_destructor(int cpu, bool process_context)
+{
+	if (exit_armed)
+		return;
+	if (exit_key_signal_safe || process_context) {
+		pthread_setspecific(exit_key, (void *)1);
+		exit_armed = true;
+		atomic_store_explicit(&slots[cpu].unarmed_tid, 0, memory_order_relaxed);
+		return;
+	}
+	atomic_store_explicit(&slots[cpu].unarmed_tid, gettid(), memory_order_relaxed);
+}
+
+/* AS.  Frees `cpu` if its owner's destructor was not armed and the owner
+ * no longer exists.  True if the slot was freed. */
+static bool slot_reap(int cpu)
+{
+	pid_t tid = atomic_load_explicit(&slots[cpu].unarmed_tid, memory_order_relaxed);
+	int saved_errno = errno;
+	bool gone;
+
+	if (!tid)
+		return false;
+	/* signal 0: only asks whether the thread exists in this process
+	 * (a reused id only delays the reaping) */
+	gone = syscall(SYS_tgkill, getpid(), tid, 0) < 0 && errno == ESRCH;
+	errno = saved_errno;
+	if (!gone || !atomic_compare_exchange_strong_explicit(&slots[cpu].unarmed_tid, &tid, 0,
+							      memory_order_acquire,
+							      memory_order_relaxed))
+		return false;
+	slot_release(cpu);
+	return true;
 }
 
 /*
@@ -94,9 +159,9 @@ int cpu_attach_any(void)
 	/* a handler may have attached since the caller looked */
 	if (cpu >= 0)
 		return cpu;
-	if (cpu == CPU_EXITING)
+	if (cpu == CPU_STATE_EXITING)
 		return SHARED_CPU;
-	if (cpu == CPU_SHARED && atomic_load_explicit(&free_slots, memory_order_relaxed) <= 0)
+	if (cpu == CPU_STATE_SHARED && atomic_load_explicit(&free_slots, memory_order_relaxed) <= 0)
 		return SHARED_CPU;
 
 	unsigned int start = atomic_fetch_add_explicit(&attach_hint, 1, memory_order_relaxed);
@@ -104,7 +169,7 @@ int cpu_attach_any(void)
 	for (int i = 0; i < nr_cpu_ids; i++) {
 		int c = (start + i) % nr_cpu_ids;
 
-		if (atomic_load_explicit(&slots[c].owner, memory_order_relaxed))
+		if (atomic_load_explicit(&slots[c].owner, memory_order_relaxed) && !slot_reap(c))
 			continue;
 		if (!slot_claim(c))
 			continue;
@@ -117,10 +182,10 @@ int cpu_attach_any(void)
 			cpu = bpfmem_this_cpu;
 			return cpu >= 0 ? cpu : SHARED_CPU;
 		}
-		arm_exit_destructor();
+		arm_exit_destructor(c, false);
 		return c;
 	}
-	if (!cmpxchg_this_cpu(cpu, CPU_SHARED) && bpfmem_this_cpu >= 0)
+	if (!cmpxchg_this_cpu(cpu, CPU_STATE_SHARED) && bpfmem_this_cpu >= 0)
 		return bpfmem_this_cpu;
 	return SHARED_CPU;
 }
@@ -134,11 +199,35 @@ static void thread_exit(void *unused)
 {
 	/* From here on a handler on this thread uses the shared CPU and never
 	 * attaches again, so no slot can be left owned by a dead thread. */
-	int cpu = xchg_this_cpu(CPU_EXITING);
+	int cpu = xchg_this_cpu(CPU_STATE_EXITING);
 
 	(void)unused;
 	if (cpu >= 0)
 		slot_release(cpu);
+}
+
+/* Pushed at the head, never removed: readers need only an acquire load. */
+static _Atomic(struct cpu_online_notifier *) online_chain;
+
+void register_cpu_online_notifier(struct cpu_online_notifier *nb)
+{
+	struct cpu_online_notifier *first = atomic_load_explicit(&online_chain,
+								 memory_order_relaxed);
+
+	do {
+		nb->next = first;
+	} while (!atomic_compare_exchange_weak_explicit(&online_chain, &first, nb,
+							memory_order_release,
+							memory_order_relaxed));
+}
+
+static void cpu_online_notify(int cpu)
+{
+	struct cpu_online_notifier *nb = atomic_load_explicit(&online_chain,
+							      memory_order_acquire);
+
+	for (; nb; nb = nb->next)
+		nb->online(cpu);
 }
 
 static int pin_to_real_cpu(int cpu)
@@ -164,10 +253,10 @@ __public int bpfmem_thread_attach(int cpu, unsigned int flags)
 		return err;
 	if (cpu < 0 || cpu >= nr_cpu_ids || (flags & ~BPFMEM_ATTACH_PIN))
 		return -EINVAL;
-	if (old == CPU_EXITING)
+	if (old == CPU_STATE_EXITING)
 		return -EINVAL;
 	if (old != cpu) {
-		if (!slot_claim(cpu))
+		if (!slot_claim(cpu) && !(slot_reap(cpu) && slot_claim(cpu)))
 			return -EBUSY;
 	}
 	if (flags & BPFMEM_ATTACH_PIN) {
@@ -184,12 +273,12 @@ __public int bpfmem_thread_attach(int cpu, unsigned int flags)
 		if (old >= 0 && old != cpu)
 			slot_release(old);
 	}
-	arm_exit_destructor();
+	arm_exit_destructor(cpu, true);
 	/* Explicit attach is process context: register with RCU now so that
 	 * the read side works from this thread's signal handlers with every
 	 * flavor, and prefill this CPU's caches. */
 	rcu_thread_online();
-	memalloc_cpu_online(cpu);
+	cpu_online_notify(cpu);
 	return 0;
 }
 
@@ -197,9 +286,9 @@ __public void bpfmem_thread_detach(void)
 {
 	int cpu = bpfmem_this_cpu;
 
-	if (cpu == CPU_EXITING)
+	if (cpu == CPU_STATE_EXITING)
 		return;
-	cpu = xchg_this_cpu(CPU_NONE);
+	cpu = xchg_this_cpu(CPU_STATE_NONE);
 	if (cpu >= 0)
 		slot_release(cpu);
 }
@@ -240,6 +329,7 @@ int cpu_init(void)
 		munmap(p, bytes);
 		return -EAGAIN;
 	}
+	exit_key_signal_safe = key_set_never_allocates(exit_key);
 	slots = p;
 	atomic_store(&free_slots, (int)n);
 	nr_cpu_ids = (int)n;
@@ -253,8 +343,14 @@ void cpu_fork_child(void)
 	int nfree = 0;
 
 	for (int c = 0; c < nr_cpu_ids; c++) {
-		if (c == cpu)
+		if (c == cpu) {
+			/* our thread id is new in the child */
+			if (atomic_load_explicit(&slots[c].unarmed_tid, memory_order_relaxed))
+				atomic_store_explicit(&slots[c].unarmed_tid, gettid(),
+						      memory_order_relaxed);
 			continue;
+		}
+		atomic_store_explicit(&slots[c].unarmed_tid, 0, memory_order_relaxed);
 		atomic_store_explicit(&slots[c].owner, 0, memory_order_relaxed);
 		nfree++;
 	}

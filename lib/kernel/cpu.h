@@ -17,16 +17,16 @@ extern int nr_cpu_ids __hidden;
 
 /*
  * The calling thread's CPU: >= 0 an owned slot; otherwise one of the
- * CPU_* states below.  Written only by the thread itself (and its signal
+ * CPU_STATE_* thread states below (never a per-CPU index).  Written only by the thread itself (and its signal
  * handlers, which run to completion); initial-exec TLS, see compiler.h.
  */
 extern __tls_ie int bpfmem_this_cpu __hidden;
 
-#define CPU_NONE	(-1)	/* never attached, or detached */
-#define CPU_SHARED	(-2)	/* every slot was taken: uses the shared CPU */
-#define CPU_EXITING	(-3)	/* thread-exit destructor ran: shared CPU only */
+#define CPU_STATE_NONE		(-1)	/* never attached, or detached */
+#define CPU_STATE_SHARED	(-2)	/* every slot was taken: uses SHARED_CPU */
+#define CPU_STATE_EXITING	(-3)	/* thread-exit destructor ran: SHARED_CPU only */
 
-/* The shared overflow CPU's per-CPU index. */
+/* The shared overflow CPU's per-CPU index (a CPU number, not a state). */
 #define SHARED_CPU	nr_cpu_ids
 
 #define for_each_possible_cpu(cpu) for ((cpu) = 0; (cpu) <= nr_cpu_ids; (cpu)++)
@@ -53,5 +53,19 @@ bool cpu_in_use(int cpu) __hidden;
 
 int cpu_init(void) __hidden;
 void cpu_fork_child(void) __hidden;
+
+/*
+ * CPU hotplug, as far as a process has it: `online(cpu)` runs when a
+ * thread explicitly attaches to `cpu`, in that thread, in process context
+ * (users fill what they left empty on never-used CPUs).  Notifiers are
+ * never removed; `nb` must stay valid for the life of the process.
+ */
+struct cpu_online_notifier {
+	void (*online)(int cpu);
+	struct cpu_online_notifier *next;
+};
+
+/* Any context but a signal handler; lock-free. */
+void register_cpu_online_notifier(struct cpu_online_notifier *nb) __hidden;
 
 #endif /* BPFMEM_KERNEL_CPU_H */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Library start-up and fork().  The constructor sizes the virtual CPUs and
- * registers one set of fork handlers that calls each facility in order.
+ * registers one set of fork handlers that walks the fork notifier chain.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -12,36 +12,80 @@
 #include "irq_work.h"
 #include "rcu.h"
 
-/*
- * Prepare order matters.  Park the refill thread first: its work calls
- * call_rcu, which may register with liburcu and so needs the registry lock
- * that urcu-bp's before_fork takes and holds across fork().  Then pause
- * liburcu's call_rcu threads (their callbacks take the ttrace lock), then
- * take the allocator locks: no lock is left held by a thread that will not
- * exist in the child.
- */
+/* Sorted by decreasing priority.  Held from prepare until parent/child
+ * have run, so the chain a fork walks cannot change halfway. */
+static pthread_mutex_t chain_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fork_notifier *chain;
+
+void register_fork_notifier(struct fork_notifier *nb)
+{
+	struct fork_notifier **pos;
+
+	pthread_mutex_lock(&chain_lock);
+	for (pos = &chain; *pos && (*pos)->priority >= nb->priority; pos = &(*pos)->next)
+		;
+	nb->next = *pos;
+	*pos = nb;
+	pthread_mutex_unlock(&chain_lock);
+}
+
 static void prepare(void)
 {
-	irq_work_before_fork();
-	rcu_before_fork();
-	memalloc_before_fork();
+	pthread_mutex_lock(&chain_lock);
+	for (struct fork_notifier *nb = chain; nb; nb = nb->next)
+		if (nb->prepare)
+			nb->prepare();
+}
+
+/* Increasing priority: the chain backwards, without a back link. */
+static void run_after(struct fork_notifier *nb, bool child)
+{
+	if (!nb)
+		return;
+	run_after(nb->next, child);
+	if (child && nb->child)
+		nb->child();
+	else if (!child && nb->parent)
+		nb->parent();
 }
 
 static void parent(void)
 {
-	memalloc_after_fork_parent();
-	rcu_after_fork_parent();
-	irq_work_after_fork_parent();
+	run_after(chain, false);
+	pthread_mutex_unlock(&chain_lock);
 }
 
-/* liburcu first: the restarted refill thread registers with it */
 static void child(void)
 {
-	cpu_fork_child();
-	memalloc_after_fork_child();
-	rcu_after_fork_child();
-	irq_work_after_fork_child();
+	run_after(chain, true);
+	pthread_mutex_unlock(&chain_lock);
 }
+
+static struct fork_notifier warn_fork = {
+	.prepare = warn_before_fork,
+	.parent = warn_after_fork_parent,
+	.child = warn_after_fork_child,
+	.priority = FORK_PRIO_WARN,
+};
+
+static struct fork_notifier irq_work_fork = {
+	.prepare = irq_work_before_fork,
+	.parent = irq_work_after_fork_parent,
+	.child = irq_work_after_fork_child,
+	.priority = FORK_PRIO_IRQ_WORK,
+};
+
+static struct fork_notifier rcu_fork = {
+	.prepare = rcu_before_fork,
+	.parent = rcu_after_fork_parent,
+	.child = rcu_after_fork_child,
+	.priority = FORK_PRIO_RCU,
+};
+
+static struct fork_notifier cpu_fork = {
+	.child = cpu_fork_child,
+	.priority = FORK_PRIO_CPU,
+};
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
@@ -50,6 +94,10 @@ static void runtime_init_once(void)
 	/* on failure nr_cpu_ids stays 0 and every allocator init fails */
 	if (cpu_init())
 		bpfmem_warn("cannot set up virtual CPUs: out of memory");
+	register_fork_notifier(&warn_fork);
+	register_fork_notifier(&irq_work_fork);
+	register_fork_notifier(&rcu_fork);
+	register_fork_notifier(&cpu_fork);
 	pthread_atfork(prepare, parent, child);
 }
 

@@ -116,6 +116,22 @@ static inline void rcu_thread_offline(void)
 	RCU_TRACE(unregister)();
 }
 
+/*
+ * bpfmem_rcu_barrier() waits for every RCU callback the library queued,
+ * also those a callback or a deferred work queues after the call started
+ * (a batch that waited behind the callback in flight).  Whoever queues
+ * such chains registers a query that says whether one is still in flight.
+ * Queries are never removed; `q` must stay valid for the life of the
+ * process.
+ */
+struct rcu_pending_query {
+	bool (*pending)(void);
+	struct rcu_pending_query *next;
+};
+
+/* Any context but a signal handler; lock-free. */
+void register_rcu_pending_query(struct rcu_pending_query *q) __hidden;
+
 void rcu_before_fork(void) __hidden;
 void rcu_after_fork_parent(void) __hidden;
 void rcu_after_fork_child(void) __hidden;

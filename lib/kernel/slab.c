@@ -45,12 +45,21 @@
 
 #include "slab.h"
 
+/*
+ * Test seams (BPFMEM_TEST_SEAMS, test builds only): global counters and
+ * fault injection.  The release library has neither, nor their atomic
+ * operations on every backend allocation.
+ */
+#if BPFMEM_TEST_SEAMS
 static _Atomic long nr_allocs, nr_frees, nr_failed, nr_chunks;
 static _Atomic unsigned long fail_every, fail_tick;
 
+#define seam_count(counter, n) \
+	atomic_fetch_add_explicit(&(counter), (n), memory_order_relaxed)
+
 /*
- * Test seam: of the next `n` allocations, how many succeed before the
- * failing one.  Consumes the ticks of those and of the failing one only.
+ * Of the next `n` allocations, how many succeed before the failing one.
+ * Consumes the ticks of those and of the failing one only.
  */
 static int fault_clamp(int n)
 {
@@ -68,9 +77,31 @@ static int fault_clamp(int n)
 							t + ok + (ok < (unsigned long)n),
 							memory_order_relaxed, memory_order_relaxed));
 	if (ok < (unsigned long)n)
-		atomic_fetch_add_explicit(&nr_failed, 1, memory_order_relaxed);
+		seam_count(nr_failed, 1);
 	return (int)ok;
 }
+
+void slab_get_stats(struct slab_stats *st)
+{
+	st->allocs = atomic_load(&nr_allocs);
+	st->frees = atomic_load(&nr_frees);
+	st->failed = atomic_load(&nr_failed);
+	st->chunks = atomic_load(&nr_chunks);
+}
+
+void slab_fail_every(unsigned long nth)
+{
+	atomic_store(&fail_tick, 0);
+	atomic_store(&fail_every, nth);
+}
+#else
+#define seam_count(counter, n) ((void)(n))
+
+static inline int fault_clamp(int n)
+{
+	return n;
+}
+#endif
 
 void *kmalloc_aligned(size_t size, size_t align, bool zero)
 {
@@ -87,10 +118,10 @@ void *kmalloc_aligned(size_t size, size_t align, bool zero)
 			memset(p, 0, size);
 	}
 	if (!p) {
-		atomic_fetch_add_explicit(&nr_failed, 1, memory_order_relaxed);
+		seam_count(nr_failed, 1);
 		return NULL;
 	}
-	atomic_fetch_add_explicit(&nr_allocs, 1, memory_order_relaxed);
+	seam_count(nr_allocs, 1);
 	return p;
 }
 
@@ -98,7 +129,7 @@ void kfree(void *ptr)
 {
 	if (!ptr)
 		return;
-	atomic_fetch_add_explicit(&nr_frees, 1, memory_order_relaxed);
+	seam_count(nr_frees, 1);
 	free(ptr);
 }
 
@@ -298,7 +329,7 @@ static struct slab_chunk *chunk_map(struct kmem_cache *s)
 		return NULL;
 	}
 	atomic_fetch_add_explicit(&s->nr_chunks, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&nr_chunks, 1, memory_order_relaxed);
+	seam_count(nr_chunks, 1);
 	return ch;
 }
 
@@ -307,7 +338,7 @@ static void chunk_unmap(struct kmem_cache *s, struct slab_chunk *ch)
 {
 	index_set(s, ch, false);
 	munmap(ch, s->map_size);
-	atomic_fetch_sub_explicit(&nr_chunks, 1, memory_order_relaxed);
+	seam_count(nr_chunks, -1);
 	atomic_fetch_sub_explicit(&s->nr_chunks, 1, memory_order_release);
 }
 
@@ -461,7 +492,7 @@ int kmem_cache_alloc_bulk(struct kmem_cache *s, int n, struct llist_node **first
 		struct slab_chunk *ch = chunk_map(s);
 
 		if (!ch) {
-			atomic_fetch_add_explicit(&nr_failed, 1, memory_order_relaxed);
+			seam_count(nr_failed, 1);
 			break;
 		}
 		chunk_take(s, ch, n - out.n, &out);
@@ -473,7 +504,7 @@ int kmem_cache_alloc_bulk(struct kmem_cache *s, int n, struct llist_node **first
 	partial_put(s, held);
 	partial_put(s, rest);
 	partial_sweep(s, seq);
-	atomic_fetch_add_explicit(&nr_allocs, out.n, memory_order_relaxed);
+	seam_count(nr_allocs, out.n);
 	*first = out.first;
 	*last = out.last;
 	return out.n;
@@ -486,7 +517,7 @@ void kmem_cache_free(struct kmem_cache *s, void *obj)
 	uint64_t st = atomic_load_explicit(&ch->state, memory_order_relaxed), next_st;
 	unsigned int used;
 
-	atomic_fetch_add_explicit(&nr_frees, 1, memory_order_relaxed);
+	seam_count(nr_frees, 1);
 	do {
 		atomic_store_explicit(unit_link(obj), ST_HEAD(st), memory_order_relaxed);
 		used = ST_USED(st) - 1;
@@ -542,16 +573,25 @@ void kmem_cache_destroy(struct kmem_cache *s)
 		llist_add(&s->leaked, &graveyard);
 }
 
-void slab_get_stats(struct slab_stats *st)
+void *vzalloc(size_t size)
 {
-	st->allocs = atomic_load(&nr_allocs);
-	st->frees = atomic_load(&nr_frees);
-	st->failed = atomic_load(&nr_failed);
-	st->chunks = atomic_load(&nr_chunks);
+	void *p;
+
+	if (!fault_clamp(1))
+		return NULL;
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		seam_count(nr_failed, 1);
+		return NULL;
+	}
+	seam_count(nr_allocs, 1);
+	return p;
 }
 
-void slab_fail_every(unsigned long nth)
+void vfree(void *addr, size_t size)
 {
-	atomic_store(&fail_tick, 0);
-	atomic_store(&fail_every, nth);
+	if (!addr)
+		return;
+	seam_count(nr_frees, 1);
+	munmap(addr, size);
 }

@@ -21,6 +21,13 @@
 void *kmalloc_aligned(size_t size, size_t align, bool zero) __hidden;
 void kfree(void *ptr) __hidden;
 
+/* P.  Zeroed pages straight from the system (mmap): only the pages that
+ * are written ever use memory.  `size` a multiple of the page size; a
+ * system call each, so for few and large areas only. */
+void *vzalloc(size_t size) __hidden;
+/* P.  `size` as given to vzalloc. */
+void vfree(void *addr, size_t size) __hidden;
+
 static inline void *kmalloc(size_t size)
 {
 	return kmalloc_aligned(size, 8, false);
@@ -77,8 +84,9 @@ bool slab_unit_contains(const struct kmem_cache *s, uint64_t entry, const void *
 void slab_for_each_chunk(const struct kmem_cache *s,
 			 void (*fn)(uintptr_t start, uintptr_t end, void *arg), void *arg) __hidden;
 
-/* Test seam: counts of units handed out and taken back by the backend,
- * allocations refused, and chunks mapped now. */
+#if BPFMEM_TEST_SEAMS
+/* Test build only: counts of units handed out and taken back by the
+ * backend, allocations refused, and chunks mapped now. */
 struct slab_stats {
 	long allocs;
 	long frees;
@@ -86,7 +94,8 @@ struct slab_stats {
 	long chunks;
 };
 void slab_get_stats(struct slab_stats *st) __hidden;
-/* Test seam: fail every `nth` allocation (0: never). */
+/* Test build only: fail every `nth` allocation (0: never). */
 void slab_fail_every(unsigned long nth) __hidden;
+#endif
 
 #endif /* BPFMEM_KERNEL_SLAB_H */

@@ -62,7 +62,7 @@ static pthread_barrier_t wave;
 static void first_use_handler(int sig)
 {
 	struct result *r = my;
-	bool first, exiting = bpfmem_this_cpu == CPU_EXITING;
+	bool first, exiting = bpfmem_this_cpu == CPU_STATE_EXITING;
 	void *p;
 
 	(void)sig;
