@@ -2,11 +2,13 @@
 # SPDX-License-Identifier: MIT
 # Installs the build tree into a scratch prefix, then uses it as a user would: a CMake project
 # through find_package(bpfmem), and the README example through `pkg-config bpfmem`.
-# Usage: install_check.sh <build dir> <source dir> <scratch dir> <cmake> <C compiler> [cflags]
-# (cflags: the sanitizer flags the library was built with, which its users need too)
+# Usage: install_check.sh <build dir> <source dir> <scratch dir> <cmake> <C compiler> [cflags
+#        [ldflags]]
+# (the compiler and linker flags the library was built with, sanitizers included, which its
+# users need too; ldflags default to cflags)
 set -eu
 
-build=$1 src=$2 work=$3 cmake=$4 cc=$5 flags=${6:-}
+build=$1 src=$2 work=$3 cmake=$4 cc=$5 flags=${6:-} ldflags=${7-${6:-}}
 prefix=$work/prefix
 
 rm -rf "$work"
@@ -26,7 +28,7 @@ export LD_LIBRARY_PATH
 echo "== find_package(bpfmem) -> bpfmem::bpfmem"
 "$cmake" -S "$src/tests/packaging/consumer" -B "$work/consumer" \
 	-DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF \
-	-DCMAKE_C_COMPILER="$cc" -DCMAKE_C_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$flags"
+	-DCMAKE_C_COMPILER="$cc" -DCMAKE_C_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$ldflags"
 "$cmake" --build "$work/consumer"
 # the library the consumer loads must be the installed one
 ldd "$work/consumer/consumer" | grep -F "$libdir/libbpfmem.so.0" ||
@@ -61,9 +63,9 @@ case "$libs " in
 *" $(readlink -f "$libdir") "*) ;;
 *) echo "pkg-config's library path does not point at $libdir"; exit 1 ;;
 esac
-# shellcheck disable=SC2086 # $pc and $flags are lists of options
+# shellcheck disable=SC2086 # $pc, $flags and $ldflags are lists of options
 "$cc" $flags -Wall -Wextra -Werror -o "$work/readme_example" \
-	"$src/tests/packaging/readme_example.c" $pc
+	"$src/tests/packaging/readme_example.c" $pc $ldflags
 out=$("$work/readme_example")
 echo "$out"
 case $out in
