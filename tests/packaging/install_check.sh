@@ -20,6 +20,10 @@ libdir=$(dirname "$(find "$prefix" -name 'libbpfmem.so.0' | head -n 1)")
 [ -n "$pcfile" ] || { echo "no bpfmem.pc under $prefix"; exit 1; }
 [ -d "$libdir" ] || { echo "no libbpfmem.so.0 under $prefix"; exit 1; }
 [ -f "$prefix/include/bpfmem.h" ] || { echo "no include/bpfmem.h under $prefix"; exit 1; }
+[ -f "$prefix/include/bpfmem_version.h" ] || { echo "no include/bpfmem_version.h under $prefix"; exit 1; }
+for page in man7/libbpfmem.7 man3/bpf_mem_alloc.3 man3/bpf_mem_cache_free.3; do
+	[ -n "$(find "$prefix" -path "*/man/$page")" ] || { echo "no man/$page under $prefix"; exit 1; }
+done
 
 # Nothing but the scratch prefix may provide libbpfmem from here on.
 LD_LIBRARY_PATH=$libdir
