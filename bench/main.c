@@ -229,18 +229,48 @@ static void parse_line(int b, int s, char *line)
 		add_note(b, s, "%s", text);
 }
 
+/*
+ * The last lines a child printed other than metrics (its notes, and what a
+ * sanitizer or a crashing allocator wrote to stderr): shown when it fails, so
+ * that a report is not reduced to "status 66".
+ */
+#define CHILD_TAIL 20
+
+struct child_tail {
+	char line[CHILD_TAIL][1024];	/* as long as run_child's line buffer */
+	unsigned int n;
+};
+
+static void tail_add(struct child_tail *t, const char *line)
+{
+	if (line[0] && !(line[0] == 'M' && line[1] == ' '))
+		snprintf(t->line[t->n++ % CHILD_TAIL], sizeof(t->line[0]), "%s", line);
+}
+
+static void tail_print(const struct child_tail *t, int s, int b, const char *why)
+{
+	unsigned int first = t->n > CHILD_TAIL ? t->n - CHILD_TAIL : 0;
+
+	fprintf(stderr, "bpfmem-bench: %s/%s: %s; its last %u lines of output:\n",
+		scenarios[s].name, backends[b].name, why, t->n - first);
+	for (unsigned int i = first; i < t->n; i++)
+		fprintf(stderr, "  | %s\n", t->line[i % CHILD_TAIL]);
+}
+
 /* Run one (scenario, backend) measurement in a child; false if it failed. */
 static bool run_child(int s, int b, const struct bench_opts *o)
 {
 	const struct scenario *sc = &scenarios[s];
 	const struct backend *be = &backends[b];
-	char buf[8192], line[1024];
+	char buf[8192], line[1024], why[96];
+	static struct child_tail tail;
 	size_t llen = 0;
 	int fds[2], status = 0;
 	uint64_t t0 = now_ns(), deadline = t0 + (uint64_t)(child_timeout(sc, o) * 1e9);
 	bool killed = false;
 	pid_t pid;
 
+	tail.n = 0;
 	if (pipe2(fds, O_CLOEXEC))
 		return false;
 	fflush(NULL);
@@ -283,6 +313,7 @@ static bool run_child(int s, int b, const struct bench_opts *o)
 		for (ssize_t i = 0; i < n; i++) {
 			if (buf[i] == '\n' || llen == sizeof(line) - 1) {
 				line[llen] = 0;
+				tail_add(&tail, line);
 				parse_line(b, s, line);
 				llen = 0;
 			} else {
@@ -292,6 +323,7 @@ static bool run_child(int s, int b, const struct bench_opts *o)
 	}
 	if (llen) {
 		line[llen] = 0;
+		tail_add(&tail, line);
 		parse_line(b, s, line);
 	}
 	close(fds[0]);
@@ -300,6 +332,7 @@ static bool run_child(int s, int b, const struct bench_opts *o)
 
 	if (killed) {
 		add_note(b, s, "HANG: killed after %.0f ms without finishing", ms);
+		tail_print(&tail, s, b, "killed after the time limit");
 		if (!strcmp(sc->name, "storm"))
 			metric_get(b, s, "storm.survived", "bool", false)->v[0] = 0,
 			metric_get(b, s, "storm.survived", "bool", false)->n = 1;
@@ -308,6 +341,8 @@ static bool run_child(int s, int b, const struct bench_opts *o)
 	if (WIFSIGNALED(status)) {
 		add_note(b, s, "CRASH: child killed by signal %d (%s) after %.0f ms",
 			 WTERMSIG(status), strsignal(WTERMSIG(status)), ms);
+		snprintf(why, sizeof(why), "killed by signal %d", WTERMSIG(status));
+		tail_print(&tail, s, b, why);
 		if (!strcmp(sc->name, "storm")) {
 			struct metric *m = metric_get(b, s, "storm.survived", "bool", false);
 
@@ -322,6 +357,8 @@ static bool run_child(int s, int b, const struct bench_opts *o)
 	if (WEXITSTATUS(status)) {
 		if (WEXITSTATUS(status) != 3)
 			add_note(b, s, "child exited with status %d", WEXITSTATUS(status));
+		snprintf(why, sizeof(why), "exited with status %d", WEXITSTATUS(status));
+		tail_print(&tail, s, b, why);
 		return false;
 	}
 	return true;

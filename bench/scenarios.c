@@ -534,7 +534,9 @@ struct held {
 static struct held handler_held[HANDLER_HELD];
 static _Atomic unsigned long storm_progress, storm_handled;
 static volatile unsigned long storm_bad, storm_handler_nulls, storm_main_nulls, storm_seq;
-static volatile sig_atomic_t storm_stop, storm_done;
+/* set by one thread, polled by the other (watchdog and main): atomics, since
+ * volatile sig_atomic_t only orders against a signal handler on the same thread */
+static atomic_bool storm_stop, storm_done;
 static uint64_t storm_t0;
 
 static bool held_check_free(const struct backend *b, struct held *h)

@@ -17,6 +17,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "bpfmem_version.h"	/* BPFMEM_VERSION_MAJOR, _MINOR, _PATCH */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -194,6 +196,12 @@ int bpfmem_nr_size_classes(const struct bpf_mem_alloc *ma);
 /* P.  Fill `st` (st->sz must be set) for size class `idx`.  0, -EINVAL,
  * -ENOENT (per-CPU class not set up). */
 int bpfmem_cache_stats(const struct bpf_mem_alloc *ma, int idx, struct bpfmem_cache_stats *st);
+
+/* ---- version ----------------------------------------------------------- */
+
+/* AS.  The loaded library's version, "MAJOR.MINOR.PATCH"; compare it with
+ * the BPFMEM_VERSION_* macros the caller was compiled against. */
+const char *bpfmem_version(void);
 
 #ifdef __cplusplus
 }

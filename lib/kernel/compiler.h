@@ -22,14 +22,29 @@
 #define ____cacheline_aligned __attribute__((aligned(SMP_CACHE_BYTES)))
 
 /*
- * initial-exec TLS is a plain %fs-relative access: no __tls_get_addr call,
- * no lazy allocation, so it is safe in signal handlers.  It needs static TLS
+ * initial-exec TLS is a plain thread-pointer-relative access (%fs on x86-64,
+ * tpidr_el0 on arm64): no __tls_get_addr call, no lazy allocation, so it is
+ * safe in signal handlers.  It needs static TLS
  * space, which glibc has for libraries loaded at start-up (and a little
  * for dlopen); the library keeps its TLS to a few words for that reason.
  */
 #define __tls_ie	__thread __attribute__((tls_model("initial-exec")))
 
+/*
+ * The architecture's L1 cache-line size, which keeps per-CPU data of
+ * different virtual CPUs apart (false sharing), with the kernel's values
+ * (L1_CACHE_BYTES): 64 on x86-64 and on arm64, whose common cores (Cortex-A,
+ * Neoverse) have 64-byte lines; cores with 128-byte lines (Apple M) may then
+ * share a line between two neighbours, a cost in speed, not in correctness.
+ * 128 on 64-bit POWER, 256 on s390x.
+ */
+#if defined(__powerpc64__)
+#define SMP_CACHE_BYTES 128
+#elif defined(__s390x__)
+#define SMP_CACHE_BYTES 256
+#else
 #define SMP_CACHE_BYTES 64
+#endif
 
 #define READ_ONCE(x)		__atomic_load_n(&(x), __ATOMIC_RELAXED)
 #define WRITE_ONCE(x, v)	__atomic_store_n(&(x), (v), __ATOMIC_RELAXED)

@@ -22,7 +22,16 @@ int main(void)
 	void *objs[sizeof(sizes) / sizeof(sizes[0])];
 	struct bpf_mem_alloc ma;
 	unsigned int i;
+	char version[64];
 
+	/* the installed header and the installed library are one release */
+	snprintf(version, sizeof(version), "%d.%d.%d", BPFMEM_VERSION_MAJOR, BPFMEM_VERSION_MINOR,
+		 BPFMEM_VERSION_PATCH);
+	if (strcmp(bpfmem_version(), version)) {
+		fprintf(stderr, "consumer: library version %s, header version %s\n",
+			bpfmem_version(), version);
+		return 1;
+	}
 	bpfmem_set_warn_handler(count_warning, NULL);
 	memset(&ma, 0, sizeof(ma));
 	if (bpf_mem_alloc_init(&ma, 0, false) || bpfmem_nr_size_classes(&ma) != 11) {
@@ -57,7 +66,7 @@ int main(void)
 		fprintf(stderr, "consumer: %d warnings\n", warnings);
 		return 1;
 	}
-	printf("consumer: %u allocations from %d-CPU libbpfmem: ok\n",
-	       (unsigned int)(sizeof(sizes) / sizeof(sizes[0])), bpfmem_nr_cpus());
+	printf("consumer: %u allocations from %d-CPU libbpfmem %s: ok\n",
+	       (unsigned int)(sizeof(sizes) / sizeof(sizes[0])), bpfmem_nr_cpus(), bpfmem_version());
 	return 0;
 }
