@@ -136,7 +136,7 @@ def build_targets(build, targets, jobs):
 def first_reason(output):
     """The line that says why a test failed."""
     pats = [r"WATCHDOG:", r"ERROR: (Address|Thread|UndefinedBehavior)Sanitizer", r"runtime error",
-            r"\[  (FAILED|ERROR)  ?\]", r"[Ff]ailure!|error:|Assert|assert", r"\*\*\*"]
+            r"^\d+: [a-z_]+: ", r"\[  (FAILED|ERROR)  ?\]", r"[Ff]ailure!|error:|Assert|assert", r"\*\*\*"]
     lines = output.splitlines()
     for pat in pats:
         for line in lines:

@@ -52,12 +52,12 @@ cat <<'HEAD'
 What the reliability suite (tests/reliability/, fuzz/, issue 4) loaded libbpfmem with, and
 what came out.  Each row is one `RELIABILITY <name> key=value ...` line printed by a test:
 keys starting with `cfg_` are the test's configuration and go to the Configuration column,
-`injected` names the fault the test injected (words joined by `-`), every other value is what the run measured.
-After the load every stress test checks that no object was handed out twice (each object
-is claimed on hand-out: `double_handouts`), that every object kept its stamp (`bad`), that
-the backend received back every object it gave (slab seam counters) and that no warning
-(leak report) reached the warning hook; and that the case it is about happened (the test
-fails saying so otherwise).
+`injected` names the fault the test injected (words joined by `-`), every other value is
+what the run measured.  After the load every stress test checks that no object was handed
+out twice (each object is claimed on hand-out: `double_handouts`), that every object kept
+its stamp (`bad`), that the backend received back every object it gave (slab seam
+counters) and that no warning (leak report) reached the warning hook; and that the case it
+is about happened (the test fails saying so otherwise).
 
 HEAD
 printf 'Run: %s, %s, %s CPUs, build `%s`.\n\n' "$(date -u +%Y-%m-%dT%H:%MZ)" \
