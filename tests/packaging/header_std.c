@@ -14,6 +14,13 @@ static void warn(const char *msg, void *arg)
 	(void)arg;
 }
 
+static void chunk(void *start, size_t len, void *arg)
+{
+	(void)start;
+	(void)len;
+	(void)arg;
+}
+
 int header_std_use(struct bpf_mem_alloc *ma, struct bpfmem_objcg *cg);
 
 int header_std_use(struct bpf_mem_alloc *ma, struct bpfmem_objcg *cg)
@@ -26,6 +33,8 @@ int header_std_use(struct bpf_mem_alloc *ma, struct bpfmem_objcg *cg)
 	if (bpf_mem_alloc_init(ma, 0, false) || bpf_mem_alloc_check_size(true, BPFMEM_ALLOC_SIZE_MAX))
 		return -1;
 	p = bpf_mem_alloc(ma, 16);
+	if (!bpfmem_owns(ma, p, 16) || bpfmem_for_each_chunk(ma, chunk, NULL) < 0)
+		return -1;
 	bpf_mem_free(ma, p);
 	bpf_mem_free_rcu(ma, bpf_mem_alloc(ma, 16));
 	bpf_mem_cache_free(ma, bpf_mem_cache_alloc(ma));
