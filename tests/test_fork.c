@@ -348,10 +348,11 @@ static void *hold_guards_across_fork(void *arg)
 	struct bpf_mem_cache *c = NULL;
 
 	(void)arg;
-	parked.cpu = -1;
-	for (int cpu = bpfmem_nr_cpus() - 1; cpu > 0 && parked.cpu < 0; cpu--)
-		if (!bpfmem_thread_attach(cpu, 0))
-			parked.cpu = cpu;
+	/* attached implicitly, by a first allocation: an explicit attach
+	 * would register the thread with RCU, and with memb/mb a thread
+	 * registered at fork makes the child's grace periods unsafe (README) */
+	bpf_mem_cache_free(&fixed_ma, bpf_mem_cache_alloc(&fixed_ma));
+	parked.cpu = bpfmem_current_cpu();
 	if (parked.cpu >= 0) {
 		c = t_cache(&fixed_ma, 0, parked.cpu);
 		local_inc_return(&c->active);
