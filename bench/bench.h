@@ -126,6 +126,8 @@ void emit_metric(const char *name, const char *unit, bool lower_better, double v
 void emit_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 uint64_t now_ns(void);
+/* Resident set of this process, KiB (0 if /proc is unreadable). */
+long rss_kib(void);
 /* cycle counter for per-call latencies, and its calibration */
 uint64_t cycles(void);
 double cycles_per_ns(void);

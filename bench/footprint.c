@@ -39,18 +39,6 @@ static void free_to(struct bpf_mem_alloc *ma, void *p)
 		bpf_mem_free(ma, p);
 }
 
-static long rss_bytes(void)
-{
-	long pages = -1;
-	FILE *f = fopen("/proc/self/statm", "r");
-
-	if (f) {
-		if (fscanf(f, "%*d %ld", &pages) != 1)
-			pages = -1;
-		fclose(f);
-	}
-	return pages < 0 ? -1 : pages * sysconf(_SC_PAGESIZE);
-}
 
 /* Attaches (first use of the warm-up allocator, so its own first touches
  * are not counted), waits for the allocators, uses each once. */
@@ -119,14 +107,14 @@ int footprint_probe(const char *kind, int ncpus)
 		pthread_create(&th[i], NULL, user_thread, NULL);
 	pthread_barrier_wait(&barrier);
 	bpfmem_rcu_barrier();	/* the warm-up's refills have landed */
-	before = rss_bytes();
+	before = rss_kib() * 1024;
 	for (int i = 0; i < NR_ALLOCATORS; i++)
 		if (bpf_mem_alloc_init(&mas[i], fixed ? 64 : 0, false))
 			return 1;
 	pthread_barrier_wait(&barrier);
 	pthread_barrier_wait(&barrier);
 	bpfmem_rcu_barrier();	/* and those the users raised */
-	after = rss_bytes();
+	after = rss_kib() * 1024;
 	for (int i = 0; i < USER_THREADS; i++)
 		used[bpfmem_current_cpu() < 0 ? ncpus : bpfmem_current_cpu()] = true;
 	pthread_barrier_wait(&barrier);

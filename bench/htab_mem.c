@@ -87,18 +87,6 @@ static const struct htab_elem_ops malloc_call_rcu = {
 
 /* ---- producers ---- */
 
-static long rss_kib(void)
-{
-	FILE *f = fopen("/proc/self/statm", "r");
-	long pages = 0, rss = 0;
-
-	if (f) {
-		if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
-			rss = 0;
-		fclose(f);
-	}
-	return rss * (sysconf(_SC_PAGESIZE) / 1024);
-}
 
 /* An update that outran the allocator's refill counts once and is retried: every op
  * does its 64 operations, so the rate includes the wait. */

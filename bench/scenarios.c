@@ -686,18 +686,6 @@ static int run_storm(const struct backend *b, const struct bench_opts *o)
 
 /* ---- free_rcu: frees that wait for a grace period, while allocating ---- */
 
-static long rss_kib(void)
-{
-	FILE *f = fopen("/proc/self/statm", "r");
-	long pages = 0, rss = 0;
-
-	if (f) {
-		if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
-			rss = 0;
-		fclose(f);
-	}
-	return rss * (sysconf(_SC_PAGESIZE) / 1024);
-}
 
 static int run_free_rcu(const struct backend *b, const struct bench_opts *o)
 {

@@ -13,6 +13,19 @@
 #include <bpfmem.h>
 #include "bench.h"
 
+long rss_kib(void)
+{
+	FILE *f = fopen("/proc/self/statm", "r");
+	long pages = 0, rss = 0;
+
+	if (f) {
+		if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+			rss = 0;
+		fclose(f);
+	}
+	return rss * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
 uint64_t now_ns(void)
 {
 	struct timespec ts;
