@@ -16,7 +16,7 @@ cmake --build "$build" -j2 --target bpfmem-bench bpfmem-bench-static bpfmem-fast
 
 out=$build/bench-out
 mkdir -p "$out"
-timeout 300 "$build/bench/bpfmem-bench" --quick --check --json "$out/bench.json" \
+timeout 900 "$build/bench/bpfmem-bench" --quick --check --json "$out/bench.json" \
 	--plot "$out/plots"
 
 # every scenario produced rows, and the JSON parses
