@@ -938,29 +938,21 @@ static __always_inline struct bpf_mem_cache *owner_cache(void *ptr)
  * other kind.  Garbage is undefined behaviour, as in the kernel; debug
  * builds check the magic as well and report it.
  */
-static __always_inline void *fixed_area(const struct bpf_mem_alloc *ma)
+static __always_inline void *ma_area(const struct bpf_mem_alloc *ma, bool fixed)
 {
 	void *pcpu;
 
 	if (unlikely(!ma))
 		return NULL;
-	pcpu = ma->cache;
-	if (BPFMEM_DEBUG && pcpu && !debug_ma_ok(ma, BPFMEM_MAGIC_FIXED))
+	pcpu = fixed ? (void *)ma->cache : (void *)ma->caches;
+	if (BPFMEM_DEBUG && pcpu &&
+	    !debug_ma_ok(ma, fixed ? BPFMEM_MAGIC_FIXED : BPFMEM_MAGIC_ANY))
 		return NULL;
 	return pcpu;
 }
 
-static __always_inline void *any_area(const struct bpf_mem_alloc *ma)
-{
-	void *pcpu;
-
-	if (unlikely(!ma))
-		return NULL;
-	pcpu = ma->caches;
-	if (BPFMEM_DEBUG && pcpu && !debug_ma_ok(ma, BPFMEM_MAGIC_ANY))
-		return NULL;
-	return pcpu;
-}
+#define fixed_area(ma)	ma_area((ma), true)
+#define any_area(ma)	ma_area((ma), false)
 
 __public void *bpf_mem_alloc(struct bpf_mem_alloc *ma, size_t size)
 {
