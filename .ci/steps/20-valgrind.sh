@@ -44,7 +44,7 @@ for t in "${subset[@]}"; do
 	# --errors-for-leak-kinds=definite: the refill and liburcu threads are detached and
 	# never joined, so their stacks are "possibly lost" at exit by design.
 	# --child-silent-after-fork: rel_test_init_faults forks before it execs.
-	if ! BPFMEM_STRESS_SECONDS=1 timeout 600 valgrind -q --error-exitcode=1 \
+	if ! BPFMEM_STRESS_SECONDS=5 timeout 600 valgrind -q --error-exitcode=1 \
 		--leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite \
 		--child-silent-after-fork=yes "$build/$t"; then
 		failed+=("$t")
