@@ -207,7 +207,13 @@ static bool reuse_put(struct bpf_mem_cache *c, struct llist_node *chain, int cnt
 /* Owner: take one ready chain, or NULL.  O(1): the count comes with it. */
 static struct llist_node *reuse_take(struct bpf_mem_cache *c, int *cnt)
 {
-	for (int i = 0; i < REUSE_SLOTS; i++) {
+	/* Round robin from the slot after the last one taken: producers fill
+	 * the first free slot, so scanning from 0 would let refill batches
+	 * landing in slot 0 again and again starve a chain waiting in a later
+	 * slot.  This way every published chain is taken within REUSE_SLOTS
+	 * takes. */
+	for (int k = 0; k < REUSE_SLOTS; k++) {
+		int i = (c->reuse_next + k) % REUSE_SLOTS;
 		struct reuse_slot *s = &c->reuse[i];
 		struct llist_node *chain = atomic_load_explicit(&s->chain, memory_order_acquire);
 
@@ -217,6 +223,7 @@ static struct llist_node *reuse_take(struct bpf_mem_cache *c, int *cnt)
 		/* release: a producer that claims the slot next writes cnt after
 		 * our read of it */
 		atomic_store_explicit(&s->chain, NULL, memory_order_release);
+		c->reuse_next = (i + 1) % REUSE_SLOTS;
 		return chain;
 	}
 	return NULL;

@@ -73,6 +73,7 @@ struct bpf_mem_cache {
 	/* --- owner --- */
 	_Atomic int shared_lock;	/* shared CPU only: stands in for ownership */
 	_Atomic unsigned long trims;	/* owner increments (no RMW: single writer per lock) */
+	int reuse_next;			/* owner, inside active: reuse_take() starts here */
 
 	/* --- chains ready for the owner: trims of any cache whose tgt is this
 	 * one, refill batches, objects whose RCU grace period ended --- */
