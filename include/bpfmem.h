@@ -203,6 +203,179 @@ int bpfmem_cache_stats(const struct bpf_mem_alloc *ma, int idx, struct bpfmem_ca
  * the BPFMEM_VERSION_* macros the caller was compiled against. */
 const char *bpfmem_version(void);
 
+/* ---- inlined fast paths (opt-in) -------------------------------------------
+ *
+ * By default every call goes to the library.  A program that defines
+ * BPFMEM_INLINE before including this header gets bpf_mem_cache_alloc(),
+ * bpf_mem_cache_free(), bpf_mem_alloc() and bpf_mem_free() inlined into the
+ * caller for their fast path (an owned virtual CPU, a list between its
+ * watermarks, no re-entry), as liburcu does with _LGPL_SOURCE; everything
+ * else calls the library.  Same contract, same contexts (AS).  The calls
+ * that go through the inlined code skip the checks of a BPFMEM_DEBUG
+ * library: debug without BPFMEM_INLINE.
+ *
+ * The inlined code reads the library's per-thread CPU and the first fields
+ * of its caches, so that layout is frozen and versioned: it is reached only
+ * through the thread variable named after BPFMEM_FAST_ABI.  A program built
+ * against one layout and run against a library with another fails at
+ * start-up (the dynamic linker finds no such symbol) instead of corrupting
+ * memory.  The library checks this section against its own structs at
+ * compile time.  Nothing here is API: use the functions above.
+ */
+#define BPFMEM_FAST_ABI			1
+#define BPFMEM_FAST_THIS_CPU		bpfmem_fast_abi1_this_cpu
+#define BPFMEM_FAST_CACHE_STRIDE	512	/* fixed-size: a virtual CPU's cache */
+#define BPFMEM_FAST_CACHES_STRIDE	8192	/* any-size: a virtual CPU's caches */
+#define BPFMEM_FAST_CLASS_SIZE		384	/* one size class within those */
+#define BPFMEM_FAST_CLASS_OFF		56	/* offset of the class's own offset */
+#define BPFMEM_FAST_HDR			8	/* header before each object */
+
+/* The first fields of a virtual CPU's cache, owned by the thread on that CPU
+ * and touched only inside `active` (0: nobody on this thread is inside). */
+struct bpfmem_fast_cache {
+	void *first;		/* free list, linked through the object headers */
+	int cnt;		/* objects on it */
+	int alloc_floor;	/* alloc stays inline while cnt > alloc_floor */
+	int free_ceil;		/* free stays inline while cnt < free_ceil */
+	int active;		/* re-entry guard */
+	void *tgt;		/* the cache the last object freed here came from */
+};
+
+/* The calling thread's virtual CPU, or a negative value (no CPU of its own). */
+extern __thread int bpfmem_fast_abi1_this_cpu __attribute__((tls_model("initial-exec")));
+
+/* Size class of `size` bytes (header included), 1 <= size <= 4096+8: the
+ * kernel's order 96, 192, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096. */
+static inline int _bpfmem_size_class(size_t size)
+{
+	static const unsigned char idx[24] = {
+		2, 2, 3, 3, 4, 4, 4, 4, 0, 0, 0, 0,
+		5, 5, 5, 5, 1, 1, 1, 1, 1, 1, 1, 1,
+	};
+
+	if (size <= 192)
+		return idx[(size - 1) / 8];
+	return 30 - __builtin_clz((unsigned int)(size - 1));
+}
+
+/* Inside `active`: one object off the list, or NULL (at the floor, or a
+ * handler interrupted this thread inside the cache). */
+static inline void *_bpfmem_fast_alloc(struct bpfmem_fast_cache *c)
+{
+	void **node = (void **)0;
+	int cnt;
+
+	if (c->active)
+		return node;
+	c->active = 1;
+	__asm__ __volatile__("" ::: "memory");
+	cnt = __atomic_load_n(&c->cnt, __ATOMIC_RELAXED);
+	/* the floor is never below 0, so the list is not empty */
+	if (cnt > c->alloc_floor) {
+		node = (void **)c->first;
+		c->first = *node;
+		__atomic_store_n(&c->cnt, cnt - 1, __ATOMIC_RELAXED);
+		*node = c;		/* the header names the cache */
+	}
+	__asm__ __volatile__("" ::: "memory");
+	c->active = 0;
+	return node ? (char *)node + BPFMEM_FAST_HDR : (char *)0;
+}
+
+/* Inside `active`: `ptr` back on the list; false when the library must take
+ * it (at the ceiling, or re-entered). */
+static inline bool _bpfmem_fast_free(struct bpfmem_fast_cache *c, void *ptr)
+{
+	void **node = (void **)((char *)ptr - BPFMEM_FAST_HDR);
+	bool done = false;
+	int cnt;
+
+	if (c->active)
+		return false;
+	c->active = 1;
+	__asm__ __volatile__("" ::: "memory");
+	cnt = __atomic_load_n(&c->cnt, __ATOMIC_RELAXED);
+	if (cnt < c->free_ceil) {
+		__atomic_store_n(&c->tgt, *node, __ATOMIC_RELAXED);
+		*node = c->first;
+		c->first = node;
+		__atomic_store_n(&c->cnt, cnt + 1, __ATOMIC_RELAXED);
+		done = true;
+	}
+	__asm__ __volatile__("" ::: "memory");
+	c->active = 0;
+	return done;
+}
+
+static inline struct bpfmem_fast_cache *_bpfmem_fast_cache(void *area, size_t stride,
+							   size_t off, int cpu)
+{
+	return (struct bpfmem_fast_cache *)((char *)area + (size_t)cpu * stride + off);
+}
+
+#ifdef BPFMEM_INLINE
+static inline void *_bpfmem_inline_cache_alloc(struct bpf_mem_alloc *ma)
+{
+	int cpu = BPFMEM_FAST_THIS_CPU;
+
+	if (cpu >= 0 && ma && ma->cache) {
+		void *p = _bpfmem_fast_alloc(_bpfmem_fast_cache(ma->cache, BPFMEM_FAST_CACHE_STRIDE,
+								0, cpu));
+		if (p)
+			return p;
+	}
+	return (bpf_mem_cache_alloc)(ma);
+}
+
+static inline void _bpfmem_inline_cache_free(struct bpf_mem_alloc *ma, void *ptr)
+{
+	int cpu = BPFMEM_FAST_THIS_CPU;
+
+	if (cpu >= 0 && ptr && ma && ma->cache &&
+	    _bpfmem_fast_free(_bpfmem_fast_cache(ma->cache, BPFMEM_FAST_CACHE_STRIDE, 0, cpu),
+			      ptr))
+		return;
+	(bpf_mem_cache_free)(ma, ptr);
+}
+
+static inline void *_bpfmem_inline_alloc(struct bpf_mem_alloc *ma, size_t size)
+{
+	int cpu = BPFMEM_FAST_THIS_CPU;
+
+	if (cpu >= 0 && ma && ma->caches && !ma->percpu &&
+	    size - 1 < BPFMEM_ALLOC_SIZE_MAX - BPFMEM_FAST_HDR) {
+		size_t off = (size_t)_bpfmem_size_class(size + BPFMEM_FAST_HDR) *
+			     BPFMEM_FAST_CLASS_SIZE;
+		void *p = _bpfmem_fast_alloc(_bpfmem_fast_cache(ma->caches,
+								BPFMEM_FAST_CACHES_STRIDE, off, cpu));
+		if (p)
+			return p;
+	}
+	return (bpf_mem_alloc)(ma, size);
+}
+
+static inline void _bpfmem_inline_free(struct bpf_mem_alloc *ma, void *ptr)
+{
+	int cpu = BPFMEM_FAST_THIS_CPU;
+
+	if (cpu >= 0 && ptr && ma && ma->caches) {
+		/* the class of an object is that of the cache it came from */
+		char *owner = *(char **)((char *)ptr - BPFMEM_FAST_HDR);
+		unsigned int off = *(unsigned int *)(owner + BPFMEM_FAST_CLASS_OFF);
+
+		if (_bpfmem_fast_free(_bpfmem_fast_cache(ma->caches, BPFMEM_FAST_CACHES_STRIDE,
+							 off, cpu), ptr))
+			return;
+	}
+	(bpf_mem_free)(ma, ptr);
+}
+
+#define bpf_mem_cache_alloc(ma)		_bpfmem_inline_cache_alloc(ma)
+#define bpf_mem_cache_free(ma, ptr)	_bpfmem_inline_cache_free((ma), (ptr))
+#define bpf_mem_alloc(ma, size)		_bpfmem_inline_alloc((ma), (size))
+#define bpf_mem_free(ma, ptr)		_bpfmem_inline_free((ma), (ptr))
+#endif /* BPFMEM_INLINE */
+
 #ifdef __cplusplus
 }
 #endif

@@ -50,26 +50,11 @@
 
 const int bpf_mem_sizes[NUM_CACHES] = { 96, 192, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096 };
 
-static const unsigned char size_index[24] = {
-	2, 2,		/* 1..16   -> 16 */
-	3, 3,		/* 17..32  -> 32 */
-	4, 4, 4, 4,	/* 33..64  -> 64 */
-	0, 0, 0, 0,	/* 65..96  -> 96 */
-	5, 5, 5, 5,	/* 97..128 -> 128 */
-	1, 1, 1, 1, 1, 1, 1, 1,	/* 129..192 -> 192 */
-};
-
-static __always_inline int fls(unsigned int x)
-{
-	return x ? 32 - __builtin_clz(x) : 0;
-}
-
-/* 1 <= size <= BPF_MEM_ALLOC_SIZE_MAX */
+/* 1 <= size <= BPF_MEM_ALLOC_SIZE_MAX; the table is in <bpfmem.h>, which
+ * inlined fast paths share */
 static __always_inline int size_to_cache_idx(size_t size)
 {
-	if (size <= 192)
-		return size_index[(size - 1) / 8];
-	return fls(size - 1) - 2;
+	return _bpfmem_size_class(size);
 }
 
 static __always_inline int bpf_mem_cache_idx(size_t size)
@@ -781,27 +766,6 @@ static void *unit_alloc_slow(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl
 	return llnode;
 }
 
-/* The common case: an owned CPU whose list is above its floor. */
-static __always_inline struct llist_node *unit_alloc_fast(struct bpf_mem_cache *c)
-{
-	struct llist_node *llnode = NULL;
-
-	if (likely(local_try_enter(&c->active))) {
-		int cnt = atomic_load_explicit(&c->free_cnt, memory_order_relaxed);
-
-		/* the floor is never below 0, so the list is not empty */
-		if (likely(cnt > c->alloc_floor)) {
-			llnode = c->free_llist.first;
-			c->free_llist.first = llnode->next;
-			atomic_store_explicit(&c->free_cnt, cnt - 1, memory_order_relaxed);
-			debug_obj_allocated(c, llnode);
-			*(struct bpf_mem_cache **)llnode = c;
-		}
-		local_exit(&c->active);
-	}
-	return llnode;
-}
-
 static void unit_free_slow(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl,
 			   struct llist_node *llnode)
 {
@@ -828,25 +792,6 @@ static void unit_free_slow(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl,
 
 	if (unlikely(raise))
 		irq_work_queue(&c->refill_work);
-}
-
-static __always_inline bool unit_free_fast(struct bpf_mem_cache *c, struct llist_node *llnode)
-{
-	bool done = false;
-
-	if (likely(local_try_enter(&c->active))) {
-		int cnt = atomic_load_explicit(&c->free_cnt, memory_order_relaxed);
-
-		if (likely(cnt < c->free_ceil)) {
-			if (free_note(c, llnode, true)) {
-				__llist_add(llnode, &c->free_llist);
-				atomic_store_explicit(&c->free_cnt, cnt + 1, memory_order_relaxed);
-			}
-			done = true;
-		}
-		local_exit(&c->active);
-	}
-	return done;
 }
 
 /* ---- from an allocator to the caller's cache ---- */
@@ -879,15 +824,20 @@ static __noinline void cache_free_slow(void *pcpu, size_t stride, size_t off, vo
 		       cache_tmpl(pcpu, stride, off), obj_node(ptr));
 }
 
+/*
+ * The fast paths are <bpfmem.h>'s, the very code BPFMEM_INLINE puts in
+ * callers: an owned CPU whose list is between its floor and its ceiling.
+ * Debug builds take the slow path every time, which checks every object.
+ */
 static __always_inline void *cache_alloc(void *pcpu, size_t stride, size_t off)
 {
 	int cpu = bpfmem_this_cpu;
 
-	if (likely(cpu >= 0)) {
-		struct llist_node *llnode = unit_alloc_fast(cache_on(pcpu, stride, off, cpu));
+	if (!BPFMEM_DEBUG && likely(cpu >= 0)) {
+		void *obj = _bpfmem_fast_alloc(_bpfmem_fast_cache(pcpu, stride, off, cpu));
 
-		if (likely(llnode))
-			return (char *)llnode + LLIST_NODE_SZ;
+		if (likely(obj))
+			return obj;
 	}
 	return cache_alloc_slow(pcpu, stride, off);
 }
@@ -896,8 +846,8 @@ static __always_inline void cache_free(void *pcpu, size_t stride, size_t off, vo
 {
 	int cpu = bpfmem_this_cpu;
 
-	if (likely(cpu >= 0) && likely(unit_free_fast(cache_on(pcpu, stride, off, cpu),
-						      obj_node(ptr))))
+	if (!BPFMEM_DEBUG && likely(cpu >= 0) &&
+	    likely(_bpfmem_fast_free(_bpfmem_fast_cache(pcpu, stride, off, cpu), ptr)))
 		return;
 	cache_free_slow(pcpu, stride, off, ptr);
 }

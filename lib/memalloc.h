@@ -123,10 +123,28 @@ struct bpf_mem_caches {
 /* Per-CPU strides of the two cache layouts: compile-time powers of two, so
  * the fast path finds its cache with a shift instead of a multiply.  The
  * per-CPU areas are allocated with exactly these copy sizes. */
-#define CACHE_STRIDE	512
-#define CACHES_STRIDE	8192
+#define CACHE_STRIDE	BPFMEM_FAST_CACHE_STRIDE
+#define CACHES_STRIDE	BPFMEM_FAST_CACHES_STRIDE
 _Static_assert(sizeof(struct bpf_mem_cache) <= CACHE_STRIDE, "CACHE_STRIDE too small");
 _Static_assert(sizeof(struct bpf_mem_caches) <= CACHES_STRIDE, "CACHES_STRIDE too small");
+
+/*
+ * The layout <bpfmem.h> freezes for inlined fast paths (BPFMEM_INLINE): a
+ * change here that breaks one of these must bump BPFMEM_FAST_ABI, which
+ * renames the thread variable the inlined code links against.
+ */
+#define FAST_SAME(lib, pub) \
+	(offsetof(struct bpf_mem_cache, lib) == offsetof(struct bpfmem_fast_cache, pub) && \
+	 sizeof(((struct bpf_mem_cache *)0)->lib) == sizeof(((struct bpfmem_fast_cache *)0)->pub))
+_Static_assert(FAST_SAME(free_llist.first, first) && FAST_SAME(free_cnt, cnt) &&
+	       FAST_SAME(alloc_floor, alloc_floor) && FAST_SAME(free_ceil, free_ceil) &&
+	       FAST_SAME(active, active) && FAST_SAME(tgt, tgt), "BPFMEM_FAST_ABI: cache fields");
+_Static_assert(sizeof(struct bpf_mem_cache) == BPFMEM_FAST_CLASS_SIZE &&
+	       offsetof(struct bpf_mem_cache, class_off) == BPFMEM_FAST_CLASS_OFF &&
+	       sizeof(((struct bpf_mem_cache *)0)->class_off) == sizeof(unsigned int),
+	       "BPFMEM_FAST_ABI: class layout");
+_Static_assert(LLIST_NODE_SZ == BPFMEM_FAST_HDR, "BPFMEM_FAST_ABI: object header");
+#undef FAST_SAME
 
 extern const int bpf_mem_sizes[NUM_CACHES] __hidden;
 

@@ -20,7 +20,7 @@
 #include "rcu.h"
 
 int nr_cpu_ids;
-__tls_ie int bpfmem_this_cpu = CPU_STATE_NONE;
+__public __tls_ie int bpfmem_this_cpu = CPU_STATE_NONE;
 
 /*
  * A thread's identity for slot ownership: the address of one of its TLS

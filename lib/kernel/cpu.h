@@ -10,6 +10,7 @@
 #define BPFMEM_KERNEL_CPU_H
 
 #include <stdbool.h>
+#include <bpfmem.h>
 #include "compiler.h"
 
 /* Constant after library load: bpfmem_nr_cpus(). */
@@ -18,9 +19,10 @@ extern int nr_cpu_ids __hidden;
 /*
  * The calling thread's CPU: >= 0 an owned slot; otherwise one of the
  * CPU_STATE_* thread states below (never a per-CPU index).  Written only by the thread itself (and its signal
- * handlers, which run to completion); initial-exec TLS, see compiler.h.
+ * handlers, which run to completion); initial-exec TLS, see compiler.h.  Exported under
+ * the versioned name <bpfmem.h> declares, which inlined fast paths read (BPFMEM_INLINE).
  */
-extern __tls_ie int bpfmem_this_cpu __hidden;
+#define bpfmem_this_cpu BPFMEM_FAST_THIS_CPU
 
 #define CPU_STATE_NONE		(-1)	/* never attached, or detached */
 #define CPU_STATE_SHARED	(-2)	/* every slot was taken: uses SHARED_CPU */

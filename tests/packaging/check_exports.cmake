@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 # Fails unless the shared library exports exactly the global section of lib/libbpfmem.map, each
-# symbol under the map's version node, the map lists exactly the functions declared in
-# include/bpfmem.h, and the SONAME is libbpfmem.so.<SOVERSION>.
+# symbol under the map's version node, the map lists exactly the functions (and extern variables)
+# declared in include/bpfmem.h, and the SONAME is libbpfmem.so.<SOVERSION>.
 # Usage: cmake -DNM=nm -DREADELF=readelf -DLIB=<libbpfmem.so> -DMAP=<libbpfmem.map>
 #              -DHEADER=<bpfmem.h> -DSONAME=libbpfmem.so.0 -P check_exports.cmake
 set(failed FALSE)
@@ -40,6 +40,14 @@ foreach(c IN LISTS calls)
   if(c MATCHES "^(bpf_mem_|bpfmem_)")
     list(APPEND header_syms "${c}")
   endif()
+endforeach()
+# and every variable it declares extern (the thread variable of inlined fast paths)
+string(REGEX MATCHALL "extern[^;(]*[ \t\n](bpf_mem_|bpfmem_)[A-Za-z0-9_]*[ \t\n]*(__attribute__|;)"
+       externs "${header}")
+foreach(e IN LISTS externs)
+  string(REGEX MATCH "(bpf_mem_|bpfmem_)[A-Za-z0-9_]*[ \t\n]*(__attribute__|;)$" v "${e}")
+  string(REGEX REPLACE "[ \t\n]*(__attribute__|;)$" "" v "${v}")
+  list(APPEND header_syms "${v}")
 endforeach()
 list(REMOVE_DUPLICATES header_syms)
 list(SORT header_syms)

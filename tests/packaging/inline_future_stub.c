@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Link-time stand-in for a future libbpfmem.so.0 whose fast-path layout is
+ * BPFMEM_FAST_ABI 2: what inline_consumer.c uses, and that layout's thread
+ * variable.  Never loaded: at run time the program gets this tree's library.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+
+struct bpf_mem_alloc;
+
+__thread int bpfmem_fast_abi2_this_cpu __attribute__((tls_model("initial-exec")));
+
+int bpfmem_thread_attach(int cpu, unsigned int flags)
+{
+	(void)cpu;
+	(void)flags;
+	return -1;
+}
+
+int bpf_mem_alloc_init(struct bpf_mem_alloc *ma, int size, bool percpu)
+{
+	(void)ma;
+	(void)size;
+	(void)percpu;
+	return -1;
+}
+
+void bpf_mem_alloc_destroy(struct bpf_mem_alloc *ma)
+{
+	(void)ma;
+}
+
+void *bpf_mem_cache_alloc(struct bpf_mem_alloc *ma)
+{
+	(void)ma;
+	return NULL;
+}
+
+void bpf_mem_cache_free(struct bpf_mem_alloc *ma, void *ptr)
+{
+	(void)ma;
+	(void)ptr;
+}
+
+void *bpf_mem_alloc(struct bpf_mem_alloc *ma, size_t size)
+{
+	(void)ma;
+	(void)size;
+	return NULL;
+}
+
+void bpf_mem_free(struct bpf_mem_alloc *ma, void *ptr)
+{
+	(void)ma;
+	(void)ptr;
+}
