@@ -17,46 +17,6 @@
 #include "limit.h"
 #include "absl_shim.h"
 
-/*
- * One object's life in the loops: the write makes sure the memory is real
- * and stops the compiler from folding malloc/free pairs away.
- */
-#define USE(p, nulls)                                   \
-	do {                                            \
-		if (__builtin_expect(!(p), 0))          \
-			(*(nulls))++;                   \
-		else                                    \
-			*(volatile char *)(p) = 1;      \
-	} while (0)
-
-#define LOOPS(id, ALLOC, FREE)                                                          \
-static __attribute__((noinline)) uint64_t id##_pair(size_t size, long n, long *nulls)  \
-{                                                                                       \
-	uint64_t t0 = now_ns();                                                         \
-	for (long i = 0; i < n; i++) {                                                  \
-		void *p = ALLOC(size);                                                  \
-		USE(p, nulls);                                                          \
-		if (p)                                                                  \
-			FREE(p);                                                        \
-	}                                                                               \
-	return now_ns() - t0;                                                           \
-}                                                                                       \
-static __attribute__((noinline)) uint64_t id##_batch(size_t size, long n, void **v,    \
-						       long *nulls)                     \
-{                                                                                       \
-	uint64_t t0 = now_ns();                                                         \
-	for (long r = 0; r < n; r++) {                                                  \
-		for (int i = 0; i < BENCH_MAX_BATCH; i++) {                             \
-			v[i] = ALLOC(size);                                             \
-			USE(v[i], nulls);                                               \
-		}                                                                       \
-		for (int i = 0; i < BENCH_MAX_BATCH; i++)                               \
-			if (v[i])                                                       \
-				FREE(v[i]);                                             \
-	}                                                                               \
-	return now_ns() - t0;                                                           \
-}
-
 static const char *available(void)
 {
 	return NULL;
@@ -64,14 +24,14 @@ static const char *available(void)
 
 /* ---- libbpfmem ---- */
 
-static struct bpf_mem_alloc cache_ma, any_ma;
+struct bpf_mem_alloc cache_ma, any_ma;
 
-static int cache_setup(size_t fixed)
+int cache_setup(size_t fixed)
 {
 	return bpf_mem_alloc_init(&cache_ma, (int)fixed, false);
 }
 
-static void cache_teardown(void)
+void cache_teardown(void)
 {
 	bpf_mem_alloc_destroy(&cache_ma);
 }
@@ -95,12 +55,12 @@ static void cache_free_rcu(void *p)
 #define CACHE_FREE(p) bpf_mem_cache_free(&cache_ma, (p))
 LOOPS(cache, CACHE_ALLOC, CACHE_FREE)
 
-static int any_setup(size_t fixed)
+int any_setup(size_t fixed)
 {
 	return bpf_mem_alloc_init(&any_ma, 0, false);
 }
 
-static void any_teardown(void)
+void any_teardown(void)
 {
 	bpf_mem_alloc_destroy(&any_ma);
 }
@@ -126,13 +86,13 @@ LOOPS(any, ANY_ALLOC, ANY_FREE)
 
 /* ---- the limit ---- */
 
-static int limit_setup(size_t fixed)
+int limit_setup(size_t fixed)
 {
 	limit_prefill(256);
 	return 0;
 }
 
-static void noop(void)
+void noop(void)
 {
 }
 
@@ -285,6 +245,21 @@ const struct backend backends[] = {
 	  .unavailable = available, .setup = any_setup, .teardown = any_teardown,
 	  .alloc = any_alloc, .free = any_free, .free_rcu = any_free_rcu,
 	  .rcu_barrier = bpfmem_barrier, .pair_loop = any_pair, .batch_loop = any_batch },
+	{ .name = "limit-inl", .kind = BK_LIMIT, .flags = BF_FAST, .loops_only = true,
+	  .desc = "the limit inlined into the loop (limit_alloc_inline): the reference of the -inl rows",
+	  .unavailable = available, .setup = limit_setup, .teardown = noop,
+	  .alloc = limit_alloc, .free = limit_free,
+	  .pair_loop = limit_inl_pair, .batch_loop = limit_inl_batch },
+	{ .name = "bpfmem-cache-inl", .kind = BK_BPFMEM, .flags = BF_FAST, .loops_only = true,
+	  .desc = "bpfmem-cache built with BPFMEM_INLINE: fast path inlined, libbpfmem.so behind it",
+	  .unavailable = available, .setup = cache_setup, .teardown = cache_teardown,
+	  .alloc = cache_alloc, .free = cache_free,
+	  .pair_loop = cache_inl_pair, .batch_loop = cache_inl_batch },
+	{ .name = "bpfmem-any-inl", .kind = BK_BPFMEM, .flags = BF_FAST, .loops_only = true,
+	  .desc = "bpfmem-any built with BPFMEM_INLINE: fast path inlined, libbpfmem.so behind it",
+	  .unavailable = available, .setup = any_setup, .teardown = any_teardown,
+	  .alloc = any_alloc, .free = any_free,
+	  .pair_loop = any_inl_pair, .batch_loop = any_inl_batch },
 	{ .name = "bpfmem-cache-st", .kind = BK_BPFMEM, .flags = BF_FAST, .static_lib = true,
 	  .desc = "bpfmem-cache linked statically (libbpfmem.a): no PLT, local TLS",
 	  .unavailable = available, .setup = cache_setup, .teardown = cache_teardown,

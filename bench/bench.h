@@ -38,6 +38,8 @@ struct backend {
 	/* runs in bpfmem-bench-static, linked with libbpfmem.a: the same calls
 	 * without the PLT and with local TLS, to show what the .so costs */
 	bool static_lib;
+	/* its calls exist only inside its loops (inlined): pair and batch128 only */
+	bool loops_only;
 	/* why the row cannot run (missing package), NULL when it can */
 	const char *(*unavailable)(void);
 
@@ -53,6 +55,63 @@ struct backend {
 	uint64_t (*pair_loop)(size_t size, long n, long *nulls);
 	uint64_t (*batch_loop)(size_t size, long n, void **v, long *nulls);
 };
+
+/*
+ * One object's life in the loops: the write makes sure the memory is real
+ * and stops the compiler from folding malloc/free pairs away.
+ */
+#define USE(p, nulls)                                   \
+	do {                                            \
+		if (__builtin_expect(!(p), 0))          \
+			(*(nulls))++;                   \
+		else                                    \
+			*(volatile char *)(p) = 1;      \
+	} while (0)
+
+#define LOOPS(id, ALLOC, FREE)                                                          \
+__attribute__((noinline)) uint64_t id##_pair(size_t size, long n, long *nulls)  \
+{                                                                                       \
+	uint64_t t0 = now_ns();                                                         \
+	for (long i = 0; i < n; i++) {                                                  \
+		void *p = ALLOC(size);                                                  \
+		USE(p, nulls);                                                          \
+		if (p)                                                                  \
+			FREE(p);                                                        \
+	}                                                                               \
+	return now_ns() - t0;                                                           \
+}                                                                                       \
+__attribute__((noinline)) uint64_t id##_batch(size_t size, long n, void **v,    \
+						       long *nulls)                     \
+{                                                                                       \
+	uint64_t t0 = now_ns();                                                         \
+	for (long r = 0; r < n; r++) {                                                  \
+		for (int i = 0; i < BENCH_MAX_BATCH; i++) {                             \
+			v[i] = ALLOC(size);                                             \
+			USE(v[i], nulls);                                               \
+		}                                                                       \
+		for (int i = 0; i < BENCH_MAX_BATCH; i++)                               \
+			if (v[i])                                                       \
+				FREE(v[i]);                                             \
+	}                                                                               \
+	return now_ns() - t0;                                                           \
+}
+
+/* the rows' shared pieces (backends.c), and the loops of the rows built with
+ * BPFMEM_INLINE (backends_inline.c) */
+struct bpf_mem_alloc;
+extern struct bpf_mem_alloc cache_ma, any_ma;
+int cache_setup(size_t fixed);
+void cache_teardown(void);
+int any_setup(size_t fixed);
+void any_teardown(void);
+int limit_setup(size_t fixed);
+void noop(void);
+#define LOOP_DECL(id)									\
+	uint64_t id##_pair(size_t size, long n, long *nulls);				\
+	uint64_t id##_batch(size_t size, long n, void **v, long *nulls)
+LOOP_DECL(limit_inl);
+LOOP_DECL(cache_inl);
+LOOP_DECL(any_inl);
 
 extern const struct backend backends[];
 extern const int nr_backends;

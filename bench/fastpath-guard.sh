@@ -3,10 +3,13 @@
 # Fast-path instruction budget: counts the instructions of N and 2N alloc+free
 # pairs under callgrind (the difference cancels start-up and warm-up) and fails
 # when instructions per pair exceed bench/fastpath-budget.txt.  No timing.
-# usage: fastpath-guard.sh DRIVER BUDGET_FILE
+# With INLINE_DRIVER (the driver built with BPFMEM_INLINE), the inlined fast
+# paths too: *_inl_pair lines, against the inlined limit.
+# usage: fastpath-guard.sh DRIVER BUDGET_FILE [INLINE_DRIVER]
 set -eu
 driver=$1
 budget_file=$2
+inline_driver=${3:-}
 N=${FASTPATH_N:-20000}
 
 # A sanitizer runtime (linked dynamically by gcc, statically by clang) replaces
@@ -60,21 +63,31 @@ per_pair() {
 }
 
 status=0
-ref=$(per_pair limit) || exit 1
-echo "fastpath-guard: limit $ref instructions per alloc+free" \
-	"(the reference: a thread-local free list, bench/limit.c)"
-for mode in cache any; do
-	budget=$(awk -v k="${mode}_pair" '$1 == k { print $2 }' "$budget_file")
-	if [ -z "$budget" ]; then
-		echo "fastpath-guard: no ${mode}_pair line in $budget_file" >&2
-		exit 1
-	fi
-	per=$(per_pair "$mode") || exit 1
-	if awk -v p="$per" -v m="$budget" 'BEGIN { exit !(p <= m) }'; then
-		echo "fastpath-guard: ${mode}_pair $per instructions per alloc+free (budget $budget): ok"
-	else
-		echo "fastpath-guard: ${mode}_pair $per instructions per alloc+free exceeds budget $budget" >&2
-		status=1
-	fi
-done
+# check DRIVER SUFFIX: the limit for reference, then every mode against its budget
+check() {
+	driver=$1
+	ref=$(per_pair limit) || exit 1
+	echo "fastpath-guard: limit$2 $ref instructions per alloc+free" \
+		"(the reference: a thread-local free list, bench/limit.h)"
+	for mode in cache any; do
+		key="${mode}$2_pair"
+		budget=$(awk -v k="$key" '$1 == k { print $2 }' "$budget_file")
+		if [ -z "$budget" ]; then
+			echo "fastpath-guard: no $key line in $budget_file" >&2
+			exit 1
+		fi
+		per=$(per_pair "$mode") || exit 1
+		if awk -v p="$per" -v m="$budget" 'BEGIN { exit !(p <= m) }'; then
+			echo "fastpath-guard: $key $per instructions per alloc+free (budget $budget): ok"
+		else
+			echo "fastpath-guard: $key $per instructions per alloc+free exceeds budget" \
+				"$budget" >&2
+			status=1
+		fi
+	done
+}
+check "$driver" ""
+if [ -n "$inline_driver" ]; then
+	check "$inline_driver" "_inl"
+fi
 exit $status

@@ -15,6 +15,16 @@
 #include <bpfmem.h>
 #include "limit.h"
 
+/* bpfmem-fastpath-driver-inl is this file built with BPFMEM_INLINE: the
+ * library's fast paths, and the limit's, inlined into run_pairs() */
+#ifdef BPFMEM_INLINE
+#define LIMIT_ALLOC limit_alloc_inline
+#define LIMIT_FREE limit_free_inline
+#else
+#define LIMIT_ALLOC limit_alloc
+#define LIMIT_FREE limit_free
+#endif
+
 #define WARM 64
 
 static struct bpf_mem_alloc ma;
@@ -23,14 +33,14 @@ static bool any, limit;
 static inline void *alloc_one(void)
 {
 	if (limit)
-		return limit_alloc(64);
+		return LIMIT_ALLOC(64);
 	return any ? bpf_mem_alloc(&ma, 64) : bpf_mem_cache_alloc(&ma);
 }
 
 static inline void free_one(void *p)
 {
 	if (limit)
-		limit_free(p);
+		LIMIT_FREE(p);
 	else if (any)
 		bpf_mem_free(&ma, p);
 	else

@@ -693,7 +693,7 @@ struct target {
 	char detail[400];
 };
 
-static struct target targets[16];
+static struct target targets[24];
 static int nr_targets;
 
 static struct target *target_add(const char *what)
@@ -716,7 +716,8 @@ static void pair_vs_limit(const char *row, double bound)
 	size_t worst_size = 0;
 	int n = 0;
 
-	snprintf(what, sizeof(what), "%s pair <= %.1fx the limit at every size%s", row, bound,
+	snprintf(what, sizeof(what), "%s pair <= %.1fx the %slimit at every size%s", row, bound,
+		 backend_by_name(row)->loops_only ? "inlined " : "",
 		 backend_by_name(row)->static_lib ? " (libbpfmem.a; for reference)" : "");
 	struct target *t = target_add(what);
 
@@ -736,9 +737,11 @@ static void pair_vs_limit(const char *row, double bound)
 		return;
 	t->met = worst <= bound;
 	snprintf(name, sizeof(name), "pair.%zu", worst_size);
+	if (backend_by_name(row)->loops_only)
+		lim = backend_by_name("limit-inl") - backends;
 	snprintf(t->detail, sizeof(t->detail),
-		 "worst %.2fx (paired) at %zu B; medians %.2f vs limit %.2f ns", worst, worst_size,
-		 med(b, name), med(lim, name));
+		 "worst %.2fx (paired) at %zu B; medians %.2f vs %s %.2f ns", worst, worst_size,
+		 med(b, name), backends[lim].name, med(lim, name));
 }
 
 static void pair_vs_malloc(const char *row)
@@ -792,6 +795,11 @@ static void evaluate_targets(void)
 	pair_vs_limit("bpfmem-any-st", 2.0);
 	pair_vs_malloc("bpfmem-cache");
 	pair_vs_malloc("bpfmem-any");
+	/* the same through BPFMEM_INLINE, against the inlined limit */
+	pair_vs_limit("bpfmem-cache-inl", 1.5);
+	pair_vs_limit("bpfmem-any-inl", 2.0);
+	pair_vs_malloc("bpfmem-cache-inl");
+	pair_vs_malloc("bpfmem-any-inl");
 
 	t = target_add("tail p99.99 alloc latency at or below the best peer");
 	{

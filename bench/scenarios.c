@@ -139,7 +139,9 @@ static struct timed timed_loop(const struct backend *b, const struct backend *li
 static int run_sweep(const struct backend *b, const struct bench_opts *o, bool batch)
 {
 	const char *scen = batch ? "batch128" : "pair";
-	const struct backend *lim = backend_by_name("limit");
+	/* rows built with BPFMEM_INLINE pair with the inlined limit */
+	const struct backend *lim = backend_by_name(b->loops_only && b->kind != BK_LIMIT ?
+						    "limit-inl" : "limit");
 	long all_nulls = 0, all_ops = 0;
 	char name[64];
 
@@ -735,7 +737,7 @@ static int run_free_rcu(const struct backend *b, const struct bench_opts *o)
 
 static bool signal_rows(const struct backend *b)
 {
-	return !b->static_lib && ((b->flags & BF_SIGNAL) || b->kind == BK_LIMIT);
+	return !b->static_lib && !b->loops_only && ((b->flags & BF_SIGNAL) || b->kind == BK_LIMIT);
 }
 
 static bool storm_rows(const struct backend *b)
@@ -752,7 +754,7 @@ static bool xthread_rows(const struct backend *b)
 /* the statically linked rows only answer "what does the .so cost": pair and batch128 */
 static bool tail_rows(const struct backend *b)
 {
-	return (b->flags & BF_FAST) && !b->static_lib;
+	return (b->flags & BF_FAST) && !b->static_lib && !b->loops_only;
 }
 
 static bool free_rcu_rows(const struct backend *b)

@@ -227,7 +227,6 @@ const char *bpfmem_version(void);
 #define BPFMEM_FAST_CACHE_STRIDE	512	/* fixed-size: a virtual CPU's cache */
 #define BPFMEM_FAST_CACHES_STRIDE	8192	/* any-size: a virtual CPU's caches */
 #define BPFMEM_FAST_CLASS_SIZE		384	/* one size class within those */
-#define BPFMEM_FAST_CLASS_OFF		56	/* offset of the class's own offset */
 #define BPFMEM_FAST_HDR			8	/* header before each object */
 
 /* The first fields of a virtual CPU's cache, owned by the thread on that CPU
@@ -313,6 +312,19 @@ static inline struct bpfmem_fast_cache *_bpfmem_fast_cache(void *area, size_t st
 	return (struct bpfmem_fast_cache *)((char *)area + (size_t)cpu * stride + off);
 }
 
+/*
+ * Offset of an any-size object's class within a virtual CPU's caches: its
+ * header names the cache it came from, which lies at that offset in some
+ * CPU's copy of the per-CPU `area`, and the copies are CACHES_STRIDE apart,
+ * a power of two larger than the offset.  No load beyond the header.
+ */
+static inline size_t _bpfmem_class_off(const void *area, const void *ptr)
+{
+	const char *owner = *(const char *const *)((const char *)ptr - BPFMEM_FAST_HDR);
+
+	return (size_t)(owner - (const char *)area) & (BPFMEM_FAST_CACHES_STRIDE - 1);
+}
+
 #ifdef BPFMEM_INLINE
 static inline void *_bpfmem_inline_cache_alloc(struct bpf_mem_alloc *ma)
 {
@@ -359,12 +371,9 @@ static inline void _bpfmem_inline_free(struct bpf_mem_alloc *ma, void *ptr)
 	int cpu = BPFMEM_FAST_THIS_CPU;
 
 	if (cpu >= 0 && ptr && ma && ma->caches) {
-		/* the class of an object is that of the cache it came from */
-		char *owner = *(char **)((char *)ptr - BPFMEM_FAST_HDR);
-		unsigned int off = *(unsigned int *)(owner + BPFMEM_FAST_CLASS_OFF);
-
 		if (_bpfmem_fast_free(_bpfmem_fast_cache(ma->caches, BPFMEM_FAST_CACHES_STRIDE,
-							 off, cpu), ptr))
+							 _bpfmem_class_off(ma->caches, ptr), cpu),
+				      ptr))
 			return;
 	}
 	(bpf_mem_free)(ma, ptr);

@@ -933,7 +933,7 @@ __public void bpf_mem_free(struct bpf_mem_alloc *ma, void *ptr)
 		return;
 	if (!debug_header_ok(pcpu, CACHES_STRIDE, ptr))
 		return;
-	cache_free(pcpu, CACHES_STRIDE, owner_cache(ptr)->class_off, ptr);
+	cache_free(pcpu, CACHES_STRIDE, _bpfmem_class_off(pcpu, ptr), ptr);
 }
 
 __public void bpf_mem_free_rcu(struct bpf_mem_alloc *ma, void *ptr)
@@ -944,7 +944,7 @@ __public void bpf_mem_free_rcu(struct bpf_mem_alloc *ma, void *ptr)
 		return;
 	if (!debug_header_ok(pcpu, CACHES_STRIDE, ptr))
 		return;
-	cache_free_rcu(pcpu, CACHES_STRIDE, owner_cache(ptr)->class_off, ptr);
+	cache_free_rcu(pcpu, CACHES_STRIDE, _bpfmem_class_off(pcpu, ptr), ptr);
 }
 
 __public void *bpf_mem_cache_alloc(struct bpf_mem_alloc *ma)

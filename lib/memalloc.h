@@ -64,7 +64,7 @@ struct bpf_mem_cache {
 	int percpu_size;		/* 0, or size of the [node][pptr] holder */
 	int low_watermark, high_watermark, batch;
 	int cpu;			/* virtual CPU of this copy, SHARED_CPU for the shared one */
-	unsigned int class_off;		/* offset of this class in a CPU's caches (bpf_mem_free) */
+	unsigned int class_off;		/* offset of this class in a CPU's caches (debug checks) */
 	struct bpfmem_objcg *objcg;	/* charged for every object the cache holds */
 	struct bpf_mem_cache *shared;	/* the same class on the shared CPU */
 	void *pcpu_base;		/* the allocator's per-CPU area of caches */
@@ -140,9 +140,7 @@ _Static_assert(FAST_SAME(free_llist.first, first) && FAST_SAME(free_cnt, cnt) &&
 	       FAST_SAME(alloc_floor, alloc_floor) && FAST_SAME(free_ceil, free_ceil) &&
 	       FAST_SAME(active, active) && FAST_SAME(tgt, tgt), "BPFMEM_FAST_ABI: cache fields");
 _Static_assert(sizeof(struct bpf_mem_cache) == BPFMEM_FAST_CLASS_SIZE &&
-	       offsetof(struct bpf_mem_cache, class_off) == BPFMEM_FAST_CLASS_OFF &&
-	       sizeof(((struct bpf_mem_cache *)0)->class_off) == sizeof(unsigned int),
-	       "BPFMEM_FAST_ABI: class layout");
+	       (CACHES_STRIDE & (CACHES_STRIDE - 1)) == 0, "BPFMEM_FAST_ABI: class layout");
 _Static_assert(LLIST_NODE_SZ == BPFMEM_FAST_HDR, "BPFMEM_FAST_ABI: object header");
 #undef FAST_SAME
 
