@@ -66,6 +66,12 @@ is the median over the repetitions. Ratios are taken between numbers of the same
 - **bpfmem-cache-st, bpfmem-any-st**: the same calls from `bpfmem-bench-static`, linked with
   `libbpfmem.a`: no PLT call and local TLS. Only in pair and batch128: the difference to the
   rows above is what calling the shared library costs.
+- **bpfmem-cache-inl, bpfmem-any-inl**: the same calls compiled with `BPFMEM_INLINE`
+  (`BPFMEM_INLINE(3)`): their fast path inlined into the loop, `libbpfmem.so` behind it. Only in
+  pair and batch128; their "x limit" is against **limit-inl**, the limit's code inlined into
+  the loop the same way (`bench/limit.h`). The compiler sees all of limit-inl's alloc+free of
+  one object and folds most of it away, so limit-inl is a floor no allocator with a re-entry
+  guard, watermarks and a shared-library layout can reach, not a peer.
 - **glibc, jemalloc, mimalloc, tcmalloc**: `malloc/free` of the system C library and of the
   Debian packages `libjemalloc2`, `libmimalloc2.0`, `libtcmalloc-minimal4`.
 - **absl-lla**: abseil's `LowLevelAlloc` with an arena created with `kAsyncSignalSafe`, the one

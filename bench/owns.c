@@ -63,7 +63,7 @@ static double time_queries(struct bpf_mem_alloc *ma, const struct range *table, 
 
 bool owns_rows(const struct backend *b)
 {
-	return b->kind == BK_BPFMEM && !b->static_lib;
+	return b->kind == BK_BPFMEM && !b->static_lib && !b->loops_only;
 }
 
 int run_owns(const struct backend *b, const struct bench_opts *o)
