@@ -267,7 +267,7 @@ static inline void *_bpfmem_fast_alloc(struct bpfmem_fast_cache *c)
 	if (c->active)
 		return node;
 	c->active = 1;
-	__asm__ __volatile__("" ::: "memory");
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);	/* compiler barrier */
 	cnt = __atomic_load_n(&c->cnt, __ATOMIC_RELAXED);
 	/* the floor is never below 0, so the list is not empty */
 	if (cnt > c->alloc_floor) {
@@ -276,7 +276,7 @@ static inline void *_bpfmem_fast_alloc(struct bpfmem_fast_cache *c)
 		__atomic_store_n(&c->cnt, cnt - 1, __ATOMIC_RELAXED);
 		*node = c;		/* the header names the cache */
 	}
-	__asm__ __volatile__("" ::: "memory");
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);	/* compiler barrier */
 	c->active = 0;
 	return node ? (char *)node + BPFMEM_FAST_HDR : (char *)0;
 }
@@ -292,7 +292,7 @@ static inline bool _bpfmem_fast_free(struct bpfmem_fast_cache *c, void *ptr)
 	if (c->active)
 		return false;
 	c->active = 1;
-	__asm__ __volatile__("" ::: "memory");
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);	/* compiler barrier */
 	cnt = __atomic_load_n(&c->cnt, __ATOMIC_RELAXED);
 	if (cnt < c->free_ceil) {
 		__atomic_store_n(&c->tgt, *node, __ATOMIC_RELAXED);
@@ -301,7 +301,7 @@ static inline bool _bpfmem_fast_free(struct bpfmem_fast_cache *c, void *ptr)
 		__atomic_store_n(&c->cnt, cnt + 1, __ATOMIC_RELAXED);
 		done = true;
 	}
-	__asm__ __volatile__("" ::: "memory");
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);	/* compiler barrier */
 	c->active = 0;
 	return done;
 }
