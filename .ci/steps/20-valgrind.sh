@@ -44,7 +44,10 @@ for t in "${subset[@]}"; do
 	# --errors-for-leak-kinds=definite: the refill and liburcu threads are detached and
 	# never joined, so their stacks are "possibly lost" at exit by design.
 	# --child-silent-after-fork: rel_test_init_faults forks before it execs.
-	if ! BPFMEM_STRESS_SECONDS=5 timeout 600 valgrind -q --error-exitcode=1 \
+	# T_WATCHDOG_SECONDS: valgrind runs one thread at a time, 20-50x slower; the tests'
+	# 60 s per-test watchdog is for native runs (test_xthread's free_rcu test needs 45-52 s
+	# here on a quiet machine, more under load); `timeout 600` still bounds the binary.
+	if ! T_WATCHDOG_SECONDS=300 BPFMEM_STRESS_SECONDS=5 timeout 600 valgrind -q --error-exitcode=1 \
 		--leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite \
 		--child-silent-after-fork=yes "$build/$t"; then
 		failed+=("$t")
