@@ -229,8 +229,15 @@ const char *bpfmem_version(void);
 #define BPFMEM_FAST_CLASS_SIZE		384	/* one size class within those */
 #define BPFMEM_FAST_HDR			8	/* header before each object */
 
-/* The first fields of a virtual CPU's cache, owned by the thread on that CPU
- * and touched only inside `active` (0: nobody on this thread is inside). */
+/*
+ * The first fields of a virtual CPU's cache, owned by the thread on that CPU
+ * and touched only inside `active` (0: nobody on this thread is inside).
+ * The fast paths enter only if `active` is 0 and leave it at 0: a handler
+ * that runs between the test and the store finds 0, runs to completion and
+ * leaves 0 behind; one that finds it taken goes to the library, whose
+ * counter path leaves the value as it found it.  Storing constants keeps
+ * consecutive calls from chaining through a load-add-store of the guard.
+ */
 struct bpfmem_fast_cache {
 	void *first;		/* free list, linked through the object headers */
 	int cnt;		/* objects on it */

@@ -50,18 +50,11 @@
 
 const int bpf_mem_sizes[NUM_CACHES] = { 96, 192, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096 };
 
-/* 1 <= size <= BPF_MEM_ALLOC_SIZE_MAX; the table is in <bpfmem.h>, which
- * inlined fast paths share */
-static __always_inline int size_to_cache_idx(size_t size)
-{
-	return _bpfmem_size_class(size);
-}
-
 static __always_inline int bpf_mem_cache_idx(size_t size)
 {
 	if (!size || size > BPF_MEM_ALLOC_SIZE_MAX)
 		return -1;
-	return size_to_cache_idx(size);
+	return _bpfmem_size_class(size);	/* <bpfmem.h>: shared with inlined calls */
 }
 
 /*
@@ -922,7 +915,7 @@ __public void *bpf_mem_alloc(struct bpf_mem_alloc *ma, size_t size)
 	hdr = ma->percpu ? 0 : LLIST_NODE_SZ;
 	if (unlikely(size - 1 >= BPF_MEM_ALLOC_SIZE_MAX - hdr))
 		return NULL;
-	return cache_alloc(pcpu, CACHES_STRIDE, CACHE_OFF(size_to_cache_idx(size + hdr)));
+	return cache_alloc(pcpu, CACHES_STRIDE, CACHE_OFF(_bpfmem_size_class(size + hdr)));
 }
 
 __public void bpf_mem_free(struct bpf_mem_alloc *ma, void *ptr)

@@ -31,29 +31,7 @@ static __always_inline void local_dec(local_t *l)
 	l->counter--;
 }
 
-/*
- * The fast path's form of "local_inc_return(l) == 1 ... local_dec(l)":
- * enter only if nobody on this thread is inside, and leave it at 0.  A
- * handler that runs between the test and the store finds 0, runs to
- * completion and leaves 0 behind, so this is as safe as the counter; but
- * it stores constants, so consecutive calls do not chain through a
- * load-add-store of the counter (measured: ~3 ns per alloc+free pair).
- * A handler that finds the section taken uses the counter path, which
- * leaves the value as it found it.
- */
-static __always_inline bool local_try_enter(local_t *l)
-{
-	if (l->counter)
-		return false;
-	l->counter = 1;
-	barrier();
-	return true;
-}
-
-static __always_inline void local_exit(local_t *l)
-{
-	barrier();
-	l->counter = 0;
-}
+/* The fast paths' form of the guard, which stores constants instead of
+ * counting, is _bpfmem_fast_alloc/_free in <bpfmem.h>. */
 
 #endif /* BPFMEM_KERNEL_LOCAL_H */
