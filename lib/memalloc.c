@@ -339,6 +339,26 @@ static void add_to_chain(struct llist_node **head, struct llist_node **tail,
 static void enque_to_free_and_call(struct bpf_mem_cache *tgt, struct llist_node *first,
 				   struct llist_node *last);
 
+/* Up to `cnt` objects from the tasks-trace lists, onto *head..*tail. */
+static int take_ttrace(struct bpf_mem_cache *c, int cnt, struct llist_node **head,
+		       struct llist_node **tail)
+{
+	struct llist_node *pos;
+	int i = 0;
+
+	pthread_mutex_lock(&ttrace_lock);
+	while (i < cnt && (pos = __llist_del_first(&c->free_by_rcu_ttrace))) {
+		add_to_chain(head, tail, pos);
+		i++;
+	}
+	while (i < cnt && (pos = __llist_del_first(&c->waiting_for_gp_ttrace))) {
+		add_to_chain(head, tail, pos);
+		i++;
+	}
+	pthread_mutex_unlock(&ttrace_lock);
+	return i;
+}
+
 /*
  * Gather up to `cnt` objects: first the ones re-entrant frees left on
  * free_llist_extra, then trimmed objects still waiting for a tasks-trace
@@ -355,18 +375,8 @@ static void alloc_bulk(struct bpf_mem_cache *c, int cnt, bool direct)
 		add_to_chain(&head, &tail, pos);
 		i++;
 	}
-	if (i < cnt) {
-		pthread_mutex_lock(&ttrace_lock);
-		while (i < cnt && (pos = __llist_del_first(&c->free_by_rcu_ttrace))) {
-			add_to_chain(&head, &tail, pos);
-			i++;
-		}
-		while (i < cnt && (pos = __llist_del_first(&c->waiting_for_gp_ttrace))) {
-			add_to_chain(&head, &tail, pos);
-			i++;
-		}
-		pthread_mutex_unlock(&ttrace_lock);
-	}
+	if (i < cnt)
+		i += take_ttrace(c, cnt - i, &head, &tail);
 	if (i < cnt) {
 		struct llist_node *first, *last;
 		int n = __alloc_bulk(c, cnt - i, &first, &last);
@@ -603,6 +613,28 @@ static void check_free_by_rcu(struct bpf_mem_cache *c)
 		stage_end(&c->call_rcu_in_progress);
 }
 
+/*
+ * The owner is allocating and objects wait on the tasks-trace lists (a
+ * stream of *_free_rcu, trims beyond the slots): they are ours already, so
+ * fill every free slot with a chain of up to `high` of them rather than
+ * one batch per wake-up.  The slots bound what is parked; the backend is
+ * only ever asked for a batch.
+ */
+static void recycle_ttrace(struct bpf_mem_cache *c)
+{
+	while (reuse_has_free_slot(c)) {
+		struct llist_node *head = NULL, *tail = NULL;
+		int n = take_ttrace(c, c->high_watermark, &head, &tail);
+
+		if (!n)
+			return;
+		if (!reuse_put(c, head, n)) {
+			enque_to_free_and_call(c, head, tail);
+			return;
+		}
+	}
+}
+
 static void bpf_mem_refill(struct irq_work *work)
 {
 	struct bpf_mem_cache *c = container_of(work, struct bpf_mem_cache, refill_work);
@@ -617,8 +649,10 @@ static void bpf_mem_refill(struct irq_work *work)
 	 * exact.
 	 */
 	cached = atomic_load_explicit(&c->free_cnt, memory_order_relaxed) + reuse_ready(c);
-	if (cached < c->low_watermark + c->batch && reuse_has_free_slot(c))
+	if (cached < c->low_watermark + c->batch && reuse_has_free_slot(c)) {
 		alloc_bulk(c, c->batch, false);
+		recycle_ttrace(c);
+	}
 	if (!llist_empty(&c->trim_llist) || !llist_empty(&c->free_llist_extra))
 		free_bulk(c);
 	check_free_by_rcu(c);
@@ -705,6 +739,52 @@ static void cache_setup(struct bpf_mem_cache *c, const struct bpf_mem_cache *tmp
 		irq_work_queue(&c->refill_work);
 }
 
+/*
+ * Owner, inside the critical section: hand the pending *_free_rcu objects
+ * to the RCU stage.  True: raise the work, no stage is in flight to pick
+ * them up.  The fence pairs with the one in __free_by_rcu (store-load):
+ * either we see its stage ended, or it sees our objects.
+ */
+static bool rcu_local_publish(struct bpf_mem_cache *c)
+{
+	struct llist_node *first = c->rcu_local_first;
+
+	/* emptied before the (release) push: a fork child copying us halfway
+	 * may lose the batch, never see it twice */
+	c->rcu_local_first = NULL;
+	c->rcu_local_cnt = 0;
+	llist_add_batch(first, c->rcu_local_last, &c->free_by_rcu);
+	atomic_thread_fence(memory_order_seq_cst);
+	return !atomic_load_explicit(&c->call_rcu_in_progress, memory_order_relaxed);
+}
+
+/*
+ * The owner's *_free_rcu: the kernel keeps free_by_rcu private to its CPU
+ * (a plain push); here the refill thread takes it from another core, so
+ * the owner collects a batch privately and publishes it with one CAS, at
+ * once when no RCU stage is in flight (nothing would batch behind it).
+ * False: not entered (re-entry, a copy not set up): the caller pushes.
+ */
+static bool rcu_local_add(struct bpf_mem_cache *c, struct llist_node *llnode)
+{
+	bool done = false, raise = false;
+
+	if (local_inc_return(&c->active) == 1 && cache_is_set_up(c)) {
+		llnode->next = c->rcu_local_first;
+		if (!c->rcu_local_first)
+			c->rcu_local_last = llnode;
+		c->rcu_local_first = llnode;
+		if (++c->rcu_local_cnt >= c->batch ||
+		    !atomic_load_explicit(&c->call_rcu_in_progress, memory_order_relaxed))
+			raise = rcu_local_publish(c);
+		done = true;
+	}
+	local_dec(&c->active);
+	if (raise)
+		irq_work_queue(&c->refill_work);
+	return done;
+}
+
 /* Inside the critical section of a set-up cache: the debug checks of a
  * free, and the origin hint (the kernel's tgt).  False: drop the object. */
 static __always_inline bool free_note(struct bpf_mem_cache *c, struct llist_node *llnode,
@@ -733,6 +813,8 @@ static void *unit_alloc_slow(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl
 
 		if (unlikely(!cache_is_set_up(c)))
 			cache_setup(c, tmpl);
+		if (c->rcu_local_first)
+			refill = rcu_local_publish(c);
 		if (!c->free_llist.first)
 			take_ready(c);
 		llnode = __llist_del_first(&c->free_llist);
@@ -743,7 +825,7 @@ static void *unit_alloc_slow(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl
 		cnt = free_cnt_add(c, llnode ? -1 : 0);
 		/* the kernel's rule, with the ready chains counted as cached */
 		cached = cnt + reuse_ready(c);
-		refill = cached < c->low_watermark;
+		refill |= cached < c->low_watermark;
 		/* back here at the low watermark; or only once the list is
 		 * empty, when a chain is ready or the refill was raised */
 		c->alloc_floor = refill || cached > cnt ? 0 : c->low_watermark;
@@ -768,10 +850,12 @@ static void unit_free_slow(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl,
 	if (likely(g.entered)) {
 		if (unlikely(!cache_is_set_up(c)))
 			cache_setup(c, tmpl);
+		if (c->rcu_local_first)
+			raise = rcu_local_publish(c);
 		if (free_note(c, llnode, true)) {
 			__llist_add(llnode, &c->free_llist);
 			if (free_cnt_add(c, 1) > c->high_watermark)
-				raise = trim(c);
+				raise |= trim(c);
 		}
 	} else if (!cache_is_set_up(c) || free_note(c, llnode, true)) {
 		/* A free cannot fail: park it on the atomic list; the owner
@@ -861,12 +945,10 @@ static void cache_free_rcu(void *pcpu, size_t stride, size_t off, void *ptr)
 	/* readers may still look at it: poisoned after the grace period */
 	if (cache_is_set_up(c) && !free_note(c, llnode, false))
 		return;
-	/*
-	 * In the kernel free_by_rcu is private to the CPU and a twin
-	 * free_llist_extra_rcu takes re-entrant frees.  Here the refill thread
-	 * must take the list from another core, so it is an atomic list from
-	 * the start, which every context may push to; no twin is needed.
-	 */
+	if (c != tmpl && rcu_local_add(c, llnode))
+		return;
+	/* re-entry, the shared CPU, a copy being set up: the atomic list,
+	 * which every context may push to (the kernel's free_llist_extra_rcu) */
 	llist_add(llnode, &c->free_by_rcu);
 	/* pairs with the fence in __free_by_rcu (store-load); a copy still
 	 * being set up (we interrupted it) raises the work when done */
@@ -1236,6 +1318,9 @@ static void drain_mem_cache(struct bpf_mem_cache *c)
 	free_all(c, llist_del_all(&c->trim_llist));
 	free_all(c, llist_del_all(&c->free_llist_extra));
 	free_all(c, llist_del_all(&c->free_by_rcu));
+	free_all(c, c->rcu_local_first);
+	c->rcu_local_first = NULL;
+	c->rcu_local_cnt = 0;
 	/* a callback may be moving this list right now; it sees `draining` */
 	free_all(c, llist_del_all(&c->waiting_for_gp));
 }
@@ -1381,8 +1466,40 @@ static bool rcu_stages_pending(void)
 	return atomic_load_explicit(&rcu_stages_in_flight, memory_order_acquire);
 }
 
+static void rcu_local_flush(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl, void *arg)
+{
+	bool raise = false;
+
+	(void)tmpl;
+	(void)arg;
+	if (!c->rcu_local_first)	/* ours: this is the caller's CPU */
+		return;
+	if (local_inc_return(&c->active) == 1 && c->rcu_local_first)
+		raise = rcu_local_publish(c);
+	local_dec(&c->active);
+	if (raise)
+		irq_work_queue(&c->refill_work);
+}
+
+/* Before a barrier: the caller's own *_free_rcu batches start their grace
+ * periods, so a thread that frees and then waits finds its objects back. */
+static void rcu_local_flush_this_cpu(void)
+{
+	int cpu = bpfmem_current_cpu();
+
+	if (cpu < 0)
+		return;
+	pthread_mutex_lock(&ma_lock);
+	for (struct bpf_mem_alloc *ma = ma_list; ma; ma = ma->next_ma)
+		for_each_cache_on(ma, cpu, rcu_local_flush, NULL);
+	pthread_mutex_unlock(&ma_lock);
+}
+
 static struct cpu_online_notifier memalloc_cpuhp = { .online = memalloc_cpu_online };
-static struct rcu_pending_query memalloc_rcu_pending = { .pending = rcu_stages_pending };
+static struct rcu_pending_query memalloc_rcu_pending = {
+	.pending = rcu_stages_pending,
+	.flush = rcu_local_flush_this_cpu,
+};
 static struct fork_notifier memalloc_fork = {
 	.prepare = memalloc_before_fork,
 	.parent = memalloc_after_fork_parent,

@@ -74,6 +74,12 @@ struct bpf_mem_cache {
 	_Atomic int shared_lock;	/* shared CPU only: stands in for ownership */
 	_Atomic unsigned long trims;	/* owner increments (no RMW: single writer per lock) */
 	int reuse_next;			/* owner, inside active: reuse_take() starts here */
+	/* owner, inside active (owned CPUs only): *_free_rcu objects not yet
+	 * handed on, published to free_by_rcu in batches (one CAS per batch)
+	 * and whenever the owner takes a slow path; `last` is valid while
+	 * `first` is not NULL */
+	int rcu_local_cnt;
+	struct llist_node *rcu_local_first, *rcu_local_last;
 
 	/* --- chains ready for the owner: trims of any cache whose tgt is this
 	 * one, refill batches, objects whose RCU grace period ended --- */
@@ -84,7 +90,8 @@ struct bpf_mem_cache {
 	 * (CAS), refill takes all and sends them through the grace periods */
 	struct llist_head trim_llist;
 	struct llist_head free_llist_extra;	/* frees that found active held; refill drains */
-	struct llist_head free_by_rcu;		/* *_free_rcu objects; refill takes all */
+	struct llist_head free_by_rcu;		/* *_free_rcu objects: batches of the owner,
+						 * single ones of anyone else; refill takes all */
 	/* filled (release) while call_rcu_in_progress, emptied by the callback;
 	 * tail and count are written before the list is published */
 	struct llist_head waiting_for_gp;

@@ -204,6 +204,97 @@ static void test_rcu_barrier_returns_frees_batched_behind_a_callback(void **stat
 	bpf_mem_alloc_destroy(&ma);
 }
 
+/* A callback in flight on CPU 0's cache, held there by an RCU reader. */
+static struct t_reader *callback_in_flight(struct bpf_mem_alloc *ma, void *p)
+{
+	struct t_reader *r = t_reader_enter(false);
+
+	bpf_mem_cache_free_rcu(ma, p);
+	irq_work_flush();
+	assert_int_equal(atomic_load(&t_cache(ma, 0, 0)->call_rcu_in_progress), 1);
+	return r;
+}
+
+/*
+ * Behind a callback in flight the owner collects its *_free_rcu objects
+ * privately and hands them on a whole batch at a time: one CAS per batch.
+ */
+static void test_owner_free_rcu_hands_on_whole_batches_behind_a_callback(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	struct bpf_mem_cache *c;
+	struct t_reader *r;
+	void *p[100];
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
+	c = t_cache(&ma, 0, 0);
+	for (int i = 0; i <= c->batch; i++)
+		p[i] = cache_alloc_flushed(&ma);
+	r = callback_in_flight(&ma, p[0]);
+	for (int i = 1; i < c->batch; i++)
+		bpf_mem_cache_free_rcu(&ma, p[i]);
+	assert_true(llist_empty(&c->free_by_rcu));
+	assert_int_equal(c->rcu_local_cnt, c->batch - 1);
+	bpf_mem_cache_free_rcu(&ma, p[c->batch]);
+	assert_int_equal(c->rcu_local_cnt, 0);
+	assert_int_equal(llist_count(c->free_by_rcu.first), c->batch);
+	t_reader_leave(r);
+	bpfmem_rcu_barrier();
+	for (int i = 0; i <= c->batch; i++)
+		assert_true(t_ready_holds(c, p[i]));
+	bpf_mem_alloc_destroy(&ma);
+}
+
+/* The owner's next slow path hands on a partial batch. */
+static void test_owner_slow_path_hands_on_pending_free_rcu(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	struct bpf_mem_cache *c;
+	struct t_reader *r;
+	void *p[4], *q;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
+	c = t_cache(&ma, 0, 0);
+	for (int i = 0; i < 4; i++)
+		p[i] = cache_alloc_flushed(&ma);
+	r = callback_in_flight(&ma, p[0]);
+	for (int i = 1; i < 4; i++)
+		bpf_mem_cache_free_rcu(&ma, p[i]);
+	assert_int_equal(c->rcu_local_cnt, 3);
+	c->alloc_floor = t_free_cnt(c);		/* the next allocation leaves the fast path */
+	q = bpf_mem_cache_alloc(&ma);
+	assert_non_null(q);
+	assert_int_equal(c->rcu_local_cnt, 0);
+	assert_int_equal(llist_count(c->free_by_rcu.first), 3);
+	t_reader_leave(r);
+	bpf_mem_cache_free(&ma, q);
+	bpf_mem_alloc_destroy(&ma);
+}
+
+/* A *_free_rcu that interrupted the owner inside its cache leaves the
+ * owner's private batch alone: the object goes to the atomic list. */
+static void test_free_rcu_reentering_the_owner_goes_to_the_atomic_list(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	struct bpf_mem_cache *c;
+	struct t_reader *r;
+	void *p[2];
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
+	c = t_cache(&ma, 0, 0);
+	for (int i = 0; i < 2; i++)
+		p[i] = cache_alloc_flushed(&ma);
+	r = callback_in_flight(&ma, p[0]);
+	c->active.counter = 1;
+	bpf_mem_cache_free_rcu(&ma, p[1]);
+	c->active.counter = 0;
+	assert_int_equal(c->rcu_local_cnt, 0);
+	assert_ptr_equal((char *)c->free_by_rcu.first + T_HDR, p[1]);
+	t_reader_leave(r);
+	bpfmem_rcu_barrier();
+	bpf_mem_alloc_destroy(&ma);
+}
+
 /*
  * Frees batched behind a callback already in flight wait for a grace period
  * of their own.  Reader A holds the grace period of p0's callback, reader B
@@ -422,6 +513,9 @@ int main(void)
 		cmocka_unit_test(test_free_rcu_returns_to_backend_when_no_slot_is_free),
 		cmocka_unit_test(test_rcu_barrier_returns_frees_batched_behind_a_callback),
 		cmocka_unit_test(test_free_rcu_batched_behind_callback_in_flight_waits_for_own_gp),
+		cmocka_unit_test(test_owner_free_rcu_hands_on_whole_batches_behind_a_callback),
+		cmocka_unit_test(test_owner_slow_path_hands_on_pending_free_rcu),
+		cmocka_unit_test(test_free_rcu_reentering_the_owner_goes_to_the_atomic_list),
 		cmocka_unit_test(test_trimmed_objects_stay_valid_while_rcu_reader_inside),
 		cmocka_unit_test(test_trimmed_objects_stay_valid_while_trace_reader_inside),
 		cmocka_unit_test(test_trimmed_behind_trace_gp_in_flight_wait_for_own_gp),

@@ -179,8 +179,11 @@ static void test_inline_leaves_a_cache_held_by_this_thread_to_the_library(void *
 	bpf_mem_cache_free(&fixed_ma, q);
 }
 
-/* The same run of calls, inlined on CPU 0 and through the library on CPU 1,
- * leaves both caches with the same counts: the watermarks are the library's. */
+/* The same run of calls, inlined on CPU 2 and through the library on CPU 3,
+ * leaves both caches with the same counts: the watermarks are the library's.
+ * Readers hold both grace periods meanwhile: trimmed objects then wait on
+ * the tasks-trace lists until the refill recycles them, whenever the grace
+ * periods would have ended, so both runs recycle the same objects. */
 struct run {
 	bool inlined;
 	int cpu;
@@ -219,6 +222,7 @@ static void *run_calls(void *arg)
 static void test_inline_calls_keep_the_librarys_watermarks(void **state)
 {
 	struct run in = { .inlined = true, .cpu = 2 }, out = { .inlined = false, .cpu = 3 };
+	struct t_reader *rcu = t_reader_enter(false), *trace = t_reader_enter(true);
 	struct bpf_mem_cache *ci, *co;
 	pthread_t t;
 
@@ -228,6 +232,8 @@ static void test_inline_calls_keep_the_librarys_watermarks(void **state)
 	assert_int_equal(pthread_create(&t, NULL, run_calls, &out), 0);
 	assert_int_equal(pthread_join(t, NULL), 0);
 	irq_work_flush();
+	t_reader_leave(trace);
+	t_reader_leave(rcu);
 	ci = t_cache(&fixed_ma, 0, in.cpu);
 	co = t_cache(&fixed_ma, 0, out.cpu);
 	assert_int_equal(in.nulls, 0);

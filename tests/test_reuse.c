@@ -296,6 +296,69 @@ static void test_reuse_slots_hold_a_bounded_number_of_objects(void **state)
 	bpf_mem_alloc_destroy(&ma);
 }
 
+/* What the owner (this thread, nothing else running) does when its list
+ * runs dry, for every ready chain at once: the slots end up empty. */
+static void owner_takes_ready_chains(struct bpf_mem_cache *c)
+{
+	for (int i = 0; i < REUSE_SLOTS; i++) {
+		struct llist_node *chain = atomic_exchange(&c->reuse[i].chain, NULL);
+
+		if (!chain)
+			continue;
+		llist_last(chain)->next = c->free_llist.first;
+		c->free_llist.first = chain;
+		atomic_store(&c->free_cnt, t_free_cnt(c) + atomic_load(&c->reuse[i].cnt));
+	}
+}
+
+/*
+ * Objects waiting on the tasks-trace lists are the cache's own: when its
+ * owner runs low, one refill run hands over a batch and fills every other
+ * free slot with a chain of up to `high` of them, all without the backend.
+ */
+static void test_refill_fills_every_free_slot_from_the_tasks_trace_lists(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	static void *p[500];
+	struct t_reader *rcu, *trace;
+	struct bpf_mem_cache *c;
+	unsigned long allocs0;
+	int n;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
+	c = t_cache(&ma, 0, 0);
+	rcu = t_reader_enter(false);	/* trimmed objects stay recyclable */
+	trace = t_reader_enter(true);
+	for (int i = 0; i < 500; i++) {
+		/* each refill lands before the list runs dry: every object
+		 * comes from c, not borrowed from the shared CPU */
+		p[i] = bpf_mem_cache_alloc(&ma);
+		assert_ptr_equal(t_owner(p[i]), c);
+		irq_work_flush();
+	}
+	owner_takes_ready_chains(c);
+	t_slots_block(c);		/* every trim goes to the tasks-trace lists */
+	for (int i = 0; i < 500; i++)
+		bpf_mem_cache_free(&ma, p[i]);
+	irq_work_flush();
+	t_slots_release(c);
+	assert_int_equal(t_mailbox_cnt(c), 0);
+	assert_true(llist_count(c->free_by_rcu_ttrace.first) +
+		    llist_count(c->waiting_for_gp_ttrace.first) >=
+		    (size_t)(c->batch + (REUSE_SLOTS - 1) * c->high_watermark));
+	allocs0 = atomic_load(&c->backend_allocs);
+	for (n = 0; t_free_cnt(c) >= c->low_watermark; n++)
+		assert_non_null(p[n] = bpf_mem_cache_alloc(&ma));
+	irq_work_flush();
+	assert_int_equal(t_mailbox_cnt(c), c->batch + (REUSE_SLOTS - 1) * c->high_watermark);
+	assert_int_equal(atomic_load(&c->backend_allocs), allocs0);
+	while (n)
+		bpf_mem_cache_free(&ma, p[--n]);
+	t_reader_leave(trace);
+	t_reader_leave(rcu);
+	bpf_mem_alloc_destroy(&ma);
+}
+
 /* ---- review findings ---- */
 
 /*
@@ -462,6 +525,7 @@ int main(void)
 		cmocka_unit_test(test_any_size_bursts_get_no_null_with_the_refill_thread_stalled),
 		cmocka_unit_test(test_consumer_trims_reach_the_producer_and_are_taken_without_refill),
 		cmocka_unit_test(test_reuse_slots_hold_a_bounded_number_of_objects),
+		cmocka_unit_test(test_refill_fills_every_free_slot_from_the_tasks_trace_lists),
 		cmocka_unit_test(test_fork_child_requeues_a_refill_left_pending_by_a_vanished_thread),
 		cmocka_unit_test(test_rcu_barrier_leaves_no_trimmed_object_waiting),
 		cmocka_unit_test(test_percpu_unit_init_while_another_thread_allocates_that_size),

@@ -72,6 +72,10 @@ static bool rcu_work_pending(void)
  */
 __public void bpfmem_rcu_barrier(void)
 {
+	for (struct rcu_pending_query *q = atomic_load_explicit(&pending_queries,
+								memory_order_acquire); q; q = q->next)
+		if (q->flush)
+			q->flush();
 	for (int round = 0; round < 4; round++) {
 		irq_work_flush();
 		rcu_barrier_all();

@@ -120,12 +120,14 @@ static inline void rcu_thread_offline(void)
  * bpfmem_rcu_barrier() waits for every RCU callback the library queued,
  * also those a callback or a deferred work queues after the call started
  * (a batch that waited behind the callback in flight).  Whoever queues
- * such chains registers a query that says whether one is still in flight.
+ * such chains registers a query that says whether one is still in flight,
+ * and may hand on first what the calling thread holds back (`flush`, P).
  * Queries are never removed; `q` must stay valid for the life of the
  * process.
  */
 struct rcu_pending_query {
 	bool (*pending)(void);
+	void (*flush)(void);
 	struct rcu_pending_query *next;
 };
 
