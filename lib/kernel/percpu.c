@@ -10,10 +10,11 @@
  * the same in every copy; pages are backed only once written.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <bpfmem.h>
@@ -222,23 +223,38 @@ long pcpu_nr_chunks(void)
 	return n;
 }
 
+/*
+ * From /proc/self/pagemap: present (bit 63) and mapped only here (bit 56).
+ * mincore() would count the shared zero page that a read of a never
+ * written page maps, which costs no memory.
+ */
 long pcpu_resident_pages(void)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE), pages = chunk_bytes() / page;
-	unsigned char *vec = malloc(pages);
+	uint64_t *ent = malloc(pages * sizeof(*ent));
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	long n = 0;
 
-	if (!vec)
+	if (!ent || fd < 0) {
+		free(ent);
+		if (fd >= 0)
+			close(fd);
 		return -ENOMEM;
+	}
 	pthread_mutex_lock(&pcpu_lock);
 	for (struct pcpu_chunk *ch = pcpu_chunks; ch; ch = ch->next) {
-		if (mincore(ch->base, chunk_bytes(), vec))
-			continue;
+		off_t at = (off_t)((uintptr_t)ch->base / page * sizeof(*ent));
+
+		if (pread(fd, ent, pages * sizeof(*ent), at) != (ssize_t)(pages * sizeof(*ent))) {
+			n = -EIO;
+			break;
+		}
 		for (size_t i = 0; i < pages; i++)
-			n += vec[i] & 1;
+			n += (ent[i] >> 63 & 1) && (ent[i] >> 56 & 1);
 	}
 	pthread_mutex_unlock(&pcpu_lock);
-	free(vec);
+	close(fd);
+	free(ent);
 	return n;
 }
 #endif

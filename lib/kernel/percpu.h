@@ -77,7 +77,7 @@ void pcpu_after_fork(void) __hidden;
 
 #if BPFMEM_TEST_SEAMS
 /* Test build only: chunks mapped now, and how many of their pages are
- * resident (mincore). */
+ * backed by memory (a negative errno if that cannot be read). */
 long pcpu_nr_chunks(void) __hidden;
 long pcpu_resident_pages(void) __hidden;
 #endif
