@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The footprint scenario: resident bytes per idle allocator against the
- * number of virtual CPUs, and the cost of a virtual CPU's first allocation.
+ * number of virtual CPUs (right after init, and after use, with the bytes
+ * of the objects its caches then hold), and the cost of a virtual CPU's
+ * first allocation.
  * BPFMEM_NR_CPUS is read once at library load, so each CPU count runs in a
  * probe process of its own (this binary, re-executed with --footprint-probe).
  */
@@ -81,6 +83,21 @@ static void *first_alloc_thread(void *arg)
 	return NULL;
 }
 
+/* Bytes of the objects the backend handed to `ma`'s caches and did not get
+ * back: what the watermarks keep, apart from the caches themselves. */
+static double object_bytes(const struct bpf_mem_alloc *ma)
+{
+	double bytes = 0;
+
+	for (int i = 0; i < bpfmem_nr_size_classes(ma); i++) {
+		struct bpfmem_cache_stats st = { .sz = sizeof(st) };
+
+		if (!bpfmem_cache_stats(ma, i, &st))
+			bytes += (double)(st.backend_allocs - st.backend_frees) * st.unit_size;
+	}
+	return bytes;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -94,7 +111,8 @@ int footprint_probe(const char *kind, int ncpus)
 	uint64_t first[MAX_FIRST], next[MAX_FIRST];
 	bool *used = calloc((size_t)ncpus + 1, 1);
 	int nfirst = 0;
-	long before, after;
+	long before, inited, after;
+	double objects = 0;
 	char name[64];
 
 	fixed = !strcmp(kind, "fixed");
@@ -111,6 +129,7 @@ int footprint_probe(const char *kind, int ncpus)
 	for (int i = 0; i < NR_ALLOCATORS; i++)
 		if (bpf_mem_alloc_init(&mas[i], fixed ? 64 : 0, false))
 			return 1;
+	inited = rss_kib() * 1024;	/* the users are attached: set up, prefilled */
 	pthread_barrier_wait(&barrier);
 	pthread_barrier_wait(&barrier);
 	bpfmem_rcu_barrier();	/* and those the users raised */
@@ -120,8 +139,14 @@ int footprint_probe(const char *kind, int ncpus)
 	pthread_barrier_wait(&barrier);
 	for (int i = 0; i < USER_THREADS; i++)
 		pthread_join(th[i], NULL);
+	for (int i = 0; i < NR_ALLOCATORS; i++)
+		objects += object_bytes(&mas[i]);
 	snprintf(name, sizeof(name), "footprint.%dcpu.B", ncpus);
 	emit_metric(name, "B", true, (double)(after - before) / NR_ALLOCATORS);
+	snprintf(name, sizeof(name), "footprint.%dcpu.init_B", ncpus);
+	emit_metric(name, "B", true, (double)(inited - before) / NR_ALLOCATORS);
+	snprintf(name, sizeof(name), "footprint.%dcpu.objects_B", ncpus);
+	emit_metric(name, "B", true, objects / NR_ALLOCATORS);
 
 	/* Threads come one at a time, so each takes a free virtual CPU; only
 	 * CPUs mas[0] has not seen yet count. */

@@ -786,7 +786,8 @@ const struct scenario scenarios[] = {
 	{ "owns", "bpfmem_owns() ns per query over 4096 live 64 B objects: hit, another "
 	  "allocator's object, unmapped; table_hit = binary search of the live objects",
 	  "owns.hit", true, false, owns_rows, run_owns },
-	{ "footprint", "RSS bytes per idle allocator (64 allocators, 2 threads used each once) and "
+	{ "footprint", "RSS bytes per idle allocator (64 allocators, 2 threads used each once; "
+	  "init_B: right after init; objects_B: of the objects its caches hold) and "
 	  "ns of a virtual CPU's first allocation, by BPFMEM_NR_CPUS", NULL, true, false,
 	  footprint_rows, run_footprint },
 };

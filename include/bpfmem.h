@@ -222,10 +222,9 @@ const char *bpfmem_version(void);
  * memory.  The library checks this section against its own structs at
  * compile time.  Nothing here is API: use the functions above.
  */
-#define BPFMEM_FAST_ABI			1
-#define BPFMEM_FAST_THIS_CPU		bpfmem_fast_abi1_this_cpu
-#define BPFMEM_FAST_CACHE_STRIDE	512	/* fixed-size: a virtual CPU's cache */
-#define BPFMEM_FAST_CACHES_STRIDE	8192	/* any-size: a virtual CPU's caches */
+#define BPFMEM_FAST_ABI			2
+#define BPFMEM_FAST_THIS_CPU		bpfmem_fast_abi2_this_cpu
+#define BPFMEM_FAST_CPU_STRIDE		65536	/* between two virtual CPUs' copies of an area */
 #define BPFMEM_FAST_CLASS_SIZE		384	/* one size class within those */
 #define BPFMEM_FAST_HDR			8	/* header before each object */
 
@@ -248,7 +247,7 @@ struct bpfmem_fast_cache {
 };
 
 /* The calling thread's virtual CPU, or a negative value (no CPU of its own). */
-extern __thread int bpfmem_fast_abi1_this_cpu __attribute__((tls_model("initial-exec")));
+extern __thread int bpfmem_fast_abi2_this_cpu __attribute__((tls_model("initial-exec")));
 
 /* Size class of `size` bytes (header included), 1 <= size <= 4096+8: the
  * kernel's order 96, 192, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096. */
@@ -313,23 +312,24 @@ static inline bool _bpfmem_fast_free(struct bpfmem_fast_cache *c, void *ptr)
 	return done;
 }
 
-static inline struct bpfmem_fast_cache *_bpfmem_fast_cache(void *area, size_t stride,
-							   size_t off, int cpu)
+static inline struct bpfmem_fast_cache *_bpfmem_fast_cache(void *area, size_t off, int cpu)
 {
-	return (struct bpfmem_fast_cache *)((char *)area + (size_t)cpu * stride + off);
+	return (struct bpfmem_fast_cache *)((char *)area + (size_t)cpu * BPFMEM_FAST_CPU_STRIDE +
+					    off);
 }
 
 /*
  * Offset of an any-size object's class within a virtual CPU's caches: its
  * header names the cache it came from, which lies at that offset in some
- * CPU's copy of the per-CPU `area`, and the copies are CACHES_STRIDE apart,
- * a power of two larger than the offset.  No load beyond the header.
+ * CPU's copy of the per-CPU `area`, and the copies are BPFMEM_FAST_CPU_STRIDE
+ * apart, a power of two larger than the offset, wherever the area lies in
+ * its chunk.  No load beyond the header.
  */
 static inline size_t _bpfmem_class_off(const void *area, const void *ptr)
 {
 	const char *owner = *(const char *const *)((const char *)ptr - BPFMEM_FAST_HDR);
 
-	return (size_t)(owner - (const char *)area) & (BPFMEM_FAST_CACHES_STRIDE - 1);
+	return (size_t)(owner - (const char *)area) & (BPFMEM_FAST_CPU_STRIDE - 1);
 }
 
 #ifdef BPFMEM_INLINE
@@ -338,8 +338,7 @@ static inline void *_bpfmem_inline_cache_alloc(struct bpf_mem_alloc *ma)
 	int cpu = BPFMEM_FAST_THIS_CPU;
 
 	if (cpu >= 0 && ma && ma->cache) {
-		void *p = _bpfmem_fast_alloc(_bpfmem_fast_cache(ma->cache, BPFMEM_FAST_CACHE_STRIDE,
-								0, cpu));
+		void *p = _bpfmem_fast_alloc(_bpfmem_fast_cache(ma->cache, 0, cpu));
 		if (p)
 			return p;
 	}
@@ -351,8 +350,7 @@ static inline void _bpfmem_inline_cache_free(struct bpf_mem_alloc *ma, void *ptr
 	int cpu = BPFMEM_FAST_THIS_CPU;
 
 	if (cpu >= 0 && ptr && ma && ma->cache &&
-	    _bpfmem_fast_free(_bpfmem_fast_cache(ma->cache, BPFMEM_FAST_CACHE_STRIDE, 0, cpu),
-			      ptr))
+	    _bpfmem_fast_free(_bpfmem_fast_cache(ma->cache, 0, cpu), ptr))
 		return;
 	(bpf_mem_cache_free)(ma, ptr);
 }
@@ -365,8 +363,7 @@ static inline void *_bpfmem_inline_alloc(struct bpf_mem_alloc *ma, size_t size)
 	    size - 1 < BPFMEM_ALLOC_SIZE_MAX - BPFMEM_FAST_HDR) {
 		size_t off = (size_t)_bpfmem_size_class(size + BPFMEM_FAST_HDR) *
 			     BPFMEM_FAST_CLASS_SIZE;
-		void *p = _bpfmem_fast_alloc(_bpfmem_fast_cache(ma->caches,
-								BPFMEM_FAST_CACHES_STRIDE, off, cpu));
+		void *p = _bpfmem_fast_alloc(_bpfmem_fast_cache(ma->caches, off, cpu));
 		if (p)
 			return p;
 	}
@@ -378,7 +375,7 @@ static inline void _bpfmem_inline_free(struct bpf_mem_alloc *ma, void *ptr)
 	int cpu = BPFMEM_FAST_THIS_CPU;
 
 	if (cpu >= 0 && ptr && ma && ma->caches) {
-		if (_bpfmem_fast_free(_bpfmem_fast_cache(ma->caches, BPFMEM_FAST_CACHES_STRIDE,
+		if (_bpfmem_fast_free(_bpfmem_fast_cache(ma->caches,
 							 _bpfmem_class_off(ma->caches, ptr), cpu),
 				      ptr))
 			return;

@@ -21,21 +21,21 @@ static size_t payload_size(const struct bpf_mem_cache *c)
 
 /* The virtual CPU whose copy of the per-CPU area `pcpu` holds `addr`, or
  * -1 when `addr` is outside the area. */
-static int cpu_of(const void *pcpu, size_t stride, uintptr_t addr)
+static int cpu_of(const void *pcpu, uintptr_t addr)
 {
 	uintptr_t base = (uintptr_t)pcpu;
 
-	if (addr < base || (addr - base) / stride > (size_t)nr_cpu_ids)
+	if (addr < base || (addr - base) / PCPU_STRIDE > (size_t)nr_cpu_ids)
 		return -1;
-	return (int)((addr - base) / stride);
+	return (int)((addr - base) / PCPU_STRIDE);
 }
 
 /* Is `hdr` one of the caches of the allocator `c` belongs to, same class? */
 static bool is_cache_of(const struct bpf_mem_cache *c, const struct bpf_mem_cache *hdr)
 {
-	int cpu = cpu_of(c->pcpu_base, c->pcpu_stride, (uintptr_t)hdr);
+	int cpu = cpu_of(c->pcpu_base, (uintptr_t)hdr);
 
-	if (cpu < 0 || hdr != cache_on(c->pcpu_base, c->pcpu_stride, c->class_off, cpu))
+	if (cpu < 0 || hdr != cache_on(c->pcpu_base, c->class_off, cpu))
 		return false;
 	return hdr->unit_size == c->unit_size && hdr->percpu_size == c->percpu_size;
 }
@@ -51,16 +51,16 @@ static void report_bad_free(void *ptr)
 		bpfmem_warn("free of %p, which this allocator did not hand out", ptr);
 }
 
-bool debug_header_ok(void *pcpu, size_t stride, void *ptr)
+bool debug_header_ok(void *pcpu, void *ptr)
 {
 	uintptr_t h = *(uintptr_t *)((char *)ptr - LLIST_NODE_SZ);
-	int cpu = cpu_of(pcpu, stride, h);
+	int cpu = cpu_of(pcpu, h);
 
 	if (cpu >= 0) {
-		size_t idx = (h - (uintptr_t)cache_on(pcpu, stride, 0, cpu)) /
-			     sizeof(struct bpf_mem_cache);
+		/* another area of the chunk gives a huge or too large index */
+		size_t idx = (h - (uintptr_t)cache_on(pcpu, 0, cpu)) / sizeof(struct bpf_mem_cache);
 
-		if (idx < NUM_CACHES && h == (uintptr_t)cache_on(pcpu, stride, CACHE_OFF(idx), cpu))
+		if (idx < NUM_CACHES && h == (uintptr_t)cache_on(pcpu, CACHE_OFF(idx), cpu))
 			return true;
 	}
 	report_bad_free(ptr);

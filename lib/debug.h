@@ -20,8 +20,8 @@
 /* A free of `llnode` into cache `c` (of the same class): false to drop it. */
 bool debug_obj_freed(struct bpf_mem_cache *c, struct llist_node *llnode, bool poison) __hidden;
 /* Before bpf_mem_free reads the header: does it name one of the caches in
- * the per-CPU area `pcpu` (stride `stride`)?  Reports and false if not. */
-bool debug_header_ok(void *pcpu, size_t stride, void *ptr) __hidden;
+ * the per-CPU area `pcpu`?  Reports and false if not. */
+bool debug_header_ok(void *pcpu, void *ptr) __hidden;
 /* An allocation or free entry point found ma's per-CPU area set: is it an
  * initialised allocator of this kind (`magic`)?  Reports garbage. */
 bool debug_ma_ok(const struct bpf_mem_alloc *ma, unsigned int magic) __hidden;
@@ -34,7 +34,7 @@ static inline bool debug_ma_ok(const struct bpf_mem_alloc *ma, unsigned int magi
 {
 	return true;
 }
-static inline bool debug_header_ok(void *pcpu, size_t stride, void *ptr)
+static inline bool debug_header_ok(void *pcpu, void *ptr)
 {
 	return true;
 }

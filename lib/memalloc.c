@@ -727,8 +727,7 @@ static void cache_setup(struct bpf_mem_cache *c, const struct bpf_mem_cache *tmp
 	c->objcg = tmpl->objcg;
 	c->shared = (struct bpf_mem_cache *)tmpl;
 	c->pcpu_base = tmpl->pcpu_base;
-	c->pcpu_stride = tmpl->pcpu_stride;
-	c->cpu = (int)(((char *)c - (char *)tmpl->pcpu_base) / tmpl->pcpu_stride);
+	c->cpu = (int)(((char *)c - (char *)tmpl->pcpu_base) / PCPU_STRIDE);
 	atomic_store_explicit(&c->tgt, c, memory_order_relaxed);
 	init_refill_work(c, atomic_load(&tmpl->unit_size));
 	/* publish, last: from here on a handler on this thread may raise the
@@ -874,9 +873,20 @@ static void unit_free_slow(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl,
 /* ---- from an allocator to the caller's cache ---- */
 
 /* The shared CPU's copy, which is also every other copy's template. */
-static __always_inline struct bpf_mem_cache *cache_tmpl(void *pcpu, size_t stride, size_t off)
+static __always_inline struct bpf_mem_cache *cache_tmpl(void *pcpu, size_t off)
 {
-	return cache_on(pcpu, stride, off, SHARED_CPU);
+	return cache_on(pcpu, off, SHARED_CPU);
+}
+
+/* An initialised allocator's per-CPU area of caches, and its size per CPU. */
+static void *ma_area_of(const struct bpf_mem_alloc *ma)
+{
+	return ma->cache ? (void *)ma->cache : (void *)ma->caches;
+}
+
+static size_t ma_area_size(const struct bpf_mem_alloc *ma)
+{
+	return ma->cache ? sizeof(struct bpf_mem_cache) : sizeof(struct bpf_mem_caches);
 }
 
 static __always_inline struct llist_node *obj_node(void *ptr)
@@ -886,19 +896,19 @@ static __always_inline struct llist_node *obj_node(void *ptr)
 
 /* Everything but the fast path: first use on this thread, no virtual CPU
  * free, a list at its floor. */
-static __noinline void *cache_alloc_slow(void *pcpu, size_t stride, size_t off)
+static __noinline void *cache_alloc_slow(void *pcpu, size_t off)
 {
-	struct bpf_mem_cache *tmpl = cache_tmpl(pcpu, stride, off);
+	struct bpf_mem_cache *tmpl = cache_tmpl(pcpu, off);
 	struct llist_node *llnode;
 
-	llnode = unit_alloc_slow(cache_on(pcpu, stride, off, smp_processor_id()), tmpl);
+	llnode = unit_alloc_slow(cache_on(pcpu, off, smp_processor_id()), tmpl);
 	return llnode ? (char *)llnode + LLIST_NODE_SZ : NULL;
 }
 
-static __noinline void cache_free_slow(void *pcpu, size_t stride, size_t off, void *ptr)
+static __noinline void cache_free_slow(void *pcpu, size_t off, void *ptr)
 {
-	unit_free_slow(cache_on(pcpu, stride, off, smp_processor_id()),
-		       cache_tmpl(pcpu, stride, off), obj_node(ptr));
+	unit_free_slow(cache_on(pcpu, off, smp_processor_id()), cache_tmpl(pcpu, off),
+		       obj_node(ptr));
 }
 
 /*
@@ -906,33 +916,33 @@ static __noinline void cache_free_slow(void *pcpu, size_t stride, size_t off, vo
  * callers: an owned CPU whose list is between its floor and its ceiling.
  * Debug builds take the slow path every time, which checks every object.
  */
-static __always_inline void *cache_alloc(void *pcpu, size_t stride, size_t off)
+static __always_inline void *cache_alloc(void *pcpu, size_t off)
 {
 	int cpu = bpfmem_this_cpu;
 
 	if (!BPFMEM_DEBUG && likely(cpu >= 0)) {
-		void *obj = _bpfmem_fast_alloc(_bpfmem_fast_cache(pcpu, stride, off, cpu));
+		void *obj = _bpfmem_fast_alloc(_bpfmem_fast_cache(pcpu, off, cpu));
 
 		if (likely(obj))
 			return obj;
 	}
-	return cache_alloc_slow(pcpu, stride, off);
+	return cache_alloc_slow(pcpu, off);
 }
 
-static __always_inline void cache_free(void *pcpu, size_t stride, size_t off, void *ptr)
+static __always_inline void cache_free(void *pcpu, size_t off, void *ptr)
 {
 	int cpu = bpfmem_this_cpu;
 
 	if (!BPFMEM_DEBUG && likely(cpu >= 0) &&
-	    likely(_bpfmem_fast_free(_bpfmem_fast_cache(pcpu, stride, off, cpu), ptr)))
+	    likely(_bpfmem_fast_free(_bpfmem_fast_cache(pcpu, off, cpu), ptr)))
 		return;
-	cache_free_slow(pcpu, stride, off, ptr);
+	cache_free_slow(pcpu, off, ptr);
 }
 
-static void cache_free_rcu(void *pcpu, size_t stride, size_t off, void *ptr)
+static void cache_free_rcu(void *pcpu, size_t off, void *ptr)
 {
-	struct bpf_mem_cache *tmpl = cache_tmpl(pcpu, stride, off);
-	struct bpf_mem_cache *c = cache_on(pcpu, stride, off, smp_processor_id());
+	struct bpf_mem_cache *tmpl = cache_tmpl(pcpu, off);
+	struct bpf_mem_cache *c = cache_on(pcpu, off, smp_processor_id());
 	struct llist_node *llnode = obj_node(ptr);
 
 	if (unlikely(!cache_is_set_up(c))) {
@@ -997,7 +1007,7 @@ __public void *bpf_mem_alloc(struct bpf_mem_alloc *ma, size_t size)
 	hdr = ma->percpu ? 0 : LLIST_NODE_SZ;
 	if (unlikely(size - 1 >= BPF_MEM_ALLOC_SIZE_MAX - hdr))
 		return NULL;
-	return cache_alloc(pcpu, CACHES_STRIDE, CACHE_OFF(_bpfmem_size_class(size + hdr)));
+	return cache_alloc(pcpu, CACHE_OFF(_bpfmem_size_class(size + hdr)));
 }
 
 __public void bpf_mem_free(struct bpf_mem_alloc *ma, void *ptr)
@@ -1006,9 +1016,9 @@ __public void bpf_mem_free(struct bpf_mem_alloc *ma, void *ptr)
 
 	if (unlikely(!ptr || !pcpu))
 		return;
-	if (!debug_header_ok(pcpu, CACHES_STRIDE, ptr))
+	if (!debug_header_ok(pcpu, ptr))
 		return;
-	cache_free(pcpu, CACHES_STRIDE, _bpfmem_class_off(pcpu, ptr), ptr);
+	cache_free(pcpu, _bpfmem_class_off(pcpu, ptr), ptr);
 }
 
 __public void bpf_mem_free_rcu(struct bpf_mem_alloc *ma, void *ptr)
@@ -1017,9 +1027,9 @@ __public void bpf_mem_free_rcu(struct bpf_mem_alloc *ma, void *ptr)
 
 	if (unlikely(!ptr || !pcpu))
 		return;
-	if (!debug_header_ok(pcpu, CACHES_STRIDE, ptr))
+	if (!debug_header_ok(pcpu, ptr))
 		return;
-	cache_free_rcu(pcpu, CACHES_STRIDE, _bpfmem_class_off(pcpu, ptr), ptr);
+	cache_free_rcu(pcpu, _bpfmem_class_off(pcpu, ptr), ptr);
 }
 
 __public void *bpf_mem_cache_alloc(struct bpf_mem_alloc *ma)
@@ -1028,7 +1038,7 @@ __public void *bpf_mem_cache_alloc(struct bpf_mem_alloc *ma)
 
 	if (unlikely(!pcpu))
 		return NULL;
-	return cache_alloc(pcpu, CACHE_STRIDE, 0);
+	return cache_alloc(pcpu, 0);
 }
 
 __public void bpf_mem_cache_free(struct bpf_mem_alloc *ma, void *ptr)
@@ -1037,7 +1047,7 @@ __public void bpf_mem_cache_free(struct bpf_mem_alloc *ma, void *ptr)
 
 	if (unlikely(!ptr || !pcpu))
 		return;
-	cache_free(pcpu, CACHE_STRIDE, 0, ptr);
+	cache_free(pcpu, 0, ptr);
 }
 
 __public void bpf_mem_cache_free_rcu(struct bpf_mem_alloc *ma, void *ptr)
@@ -1046,7 +1056,7 @@ __public void bpf_mem_cache_free_rcu(struct bpf_mem_alloc *ma, void *ptr)
 
 	if (unlikely(!ptr || !pcpu))
 		return;
-	cache_free_rcu(pcpu, CACHE_STRIDE, 0, ptr);
+	cache_free_rcu(pcpu, 0, ptr);
 }
 
 __public void bpf_mem_cache_raw_free(void *ptr)
@@ -1069,7 +1079,7 @@ __public void *bpf_mem_cache_alloc_flags(struct bpf_mem_alloc *ma, unsigned int 
 	/* may block: straight to the backend, as the kernel does for
 	 * GFP_KERNEL; the object belongs to the shared CPU's copy, which is
 	 * always set up */
-	c = cache_tmpl(ma->cache, CACHE_STRIDE, 0);
+	c = cache_tmpl(ma->cache, 0);
 	ret = __alloc(c);
 	if (!ret)
 		return NULL;
@@ -1116,8 +1126,8 @@ static void prefill_mem_cache(struct bpf_mem_cache *c)
 
 /* The shared CPU's copy of a class, the template of the other CPUs'
  * copies: set up, and published last. */
-static void init_cache(struct bpf_mem_cache *c, void *pcpu, size_t stride, size_t off,
-		       int unit_size, int percpu_size, struct bpfmem_objcg *objcg)
+static void init_cache(struct bpf_mem_cache *c, void *pcpu, size_t off, int unit_size,
+		       int percpu_size, struct bpfmem_objcg *objcg)
 {
 	c->class_off = off;
 	c->percpu_size = percpu_size;
@@ -1125,7 +1135,6 @@ static void init_cache(struct bpf_mem_cache *c, void *pcpu, size_t stride, size_
 	c->cpu = SHARED_CPU;
 	c->shared = c;
 	c->pcpu_base = pcpu;
-	c->pcpu_stride = stride;
 	atomic_store_explicit(&c->tgt, c, memory_order_relaxed);
 	/* the template holds the class's slab; set-up copies reach it through
 	 * c->shared */
@@ -1219,7 +1228,7 @@ __public int bpf_mem_alloc_init(struct bpf_mem_alloc *ma, int size, bool percpu)
 		percpu_size = LLIST_NODE_SZ + sizeof(void *);
 	ma->percpu = percpu;
 
-	pcpu = __alloc_percpu_sparse(size ? CACHE_STRIDE : CACHES_STRIDE);
+	pcpu = pcpu_area_alloc(size ? sizeof(struct bpf_mem_cache) : sizeof(struct bpf_mem_caches));
 	if (!pcpu)
 		return -ENOMEM;
 	objcg = get_obj_cgroup_from_current();
@@ -1227,16 +1236,15 @@ __public int bpf_mem_alloc_init(struct bpf_mem_alloc *ma, int size, bool percpu)
 
 	if (size) {
 		unit_size = percpu ? size : size + (int)LLIST_NODE_SZ;
-		init_cache(cache_tmpl(pcpu, CACHE_STRIDE, 0), pcpu, CACHE_STRIDE, 0, unit_size,
-			   percpu_size, objcg);
-		prefill_mem_cache(cache_tmpl(pcpu, CACHE_STRIDE, 0));
+		init_cache(cache_tmpl(pcpu, 0), pcpu, 0, unit_size, percpu_size, objcg);
+		prefill_mem_cache(cache_tmpl(pcpu, 0));
 		ma->cache = pcpu;
 		ma->magic = BPFMEM_MAGIC_FIXED;
 	} else {
 		for (i = 0; i < NUM_CACHES; i++) {
-			init_cache(cache_tmpl(pcpu, CACHES_STRIDE, CACHE_OFF(i)), pcpu,
-				   CACHES_STRIDE, CACHE_OFF(i), bpf_mem_sizes[i], percpu_size, objcg);
-			prefill_mem_cache(cache_tmpl(pcpu, CACHES_STRIDE, CACHE_OFF(i)));
+			init_cache(cache_tmpl(pcpu, CACHE_OFF(i)), pcpu, CACHE_OFF(i),
+				   bpf_mem_sizes[i], percpu_size, objcg);
+			prefill_mem_cache(cache_tmpl(pcpu, CACHE_OFF(i)));
 		}
 		ma->caches = pcpu;
 		ma->magic = BPFMEM_MAGIC_ANY;
@@ -1253,7 +1261,8 @@ __public int bpf_mem_alloc_percpu_init(struct bpf_mem_alloc *ma, struct bpfmem_o
 
 	if (err)
 		return err;
-	pcpu = __alloc_percpu_sparse(CACHES_STRIDE);
+	/* every class zero (not set up) until bpf_mem_alloc_percpu_unit_init */
+	pcpu = pcpu_area_alloc(sizeof(struct bpf_mem_caches));
 	if (!pcpu)
 		return -ENOMEM;
 	ma->caches = pcpu;
@@ -1280,17 +1289,17 @@ __public int bpf_mem_alloc_percpu_unit_init(struct bpf_mem_alloc *ma, int size)
 	i = bpf_mem_cache_idx(size < 0 ? 0 : (size_t)size);
 	if (i < 0)
 		return -EINVAL;
-	tmpl = cache_tmpl(ma->caches, CACHES_STRIDE, CACHE_OFF(i));
+	tmpl = cache_tmpl(ma->caches, CACHE_OFF(i));
 	/* serialised with attach-time set-up, which reads the template */
 	pthread_mutex_lock(&ma_lock);
 	if (!cache_is_set_up(tmpl)) {
-		init_cache(tmpl, ma->caches, CACHES_STRIDE, CACHE_OFF(i), bpf_mem_sizes[i],
+		init_cache(tmpl, ma->caches, CACHE_OFF(i), bpf_mem_sizes[i],
 			   LLIST_NODE_SZ + sizeof(void *), ma->objcg);
 		/* threads on the shared CPU may use it from now on: its refill
 		 * prefills it */
 		irq_work_queue(&tmpl->refill_work);
 		if (self >= 0)
-			setup_on_cpu(cache_on(ma->caches, CACHES_STRIDE, CACHE_OFF(i), self), tmpl, NULL);
+			setup_on_cpu(cache_on(ma->caches, CACHE_OFF(i), self), tmpl, NULL);
 	}
 	pthread_mutex_unlock(&ma_lock);
 	return 0;
@@ -1333,9 +1342,32 @@ static void for_each_cache(struct bpf_mem_alloc *ma, cache_fn fn, void *arg)
 		for_each_cache_on(ma, cpu, fn, arg);
 }
 
+/*
+ * A copy that is not set up (unit_size 0) is written only by:
+ *  - its owner's fast paths and cache_enter/exit, which take `active` and
+ *    give it back (1 then 0), leaving the copy zero;
+ *  - a signal handler that interrupted its owner's set-up, or a fast path
+ *    just before it: its free goes to free_llist_extra or free_by_rcu, and
+ *    the set-up raises the work that takes them once it is published;
+ *  - fork(): a thread that vanished inside the set-up leaves it half
+ *    written (and `active` taken, which fork_child_reset gives back).
+ * So destroy finds objects on those two lists only, and writes nothing
+ * else there: pages no CPU wrote stay unbacked in the shared chunk, and
+ * pcpu_area_free zeroes the copies that are not zero.
+ */
+static void reclaim_unset_copy(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl)
+{
+	if (!llist_empty(&c->free_llist_extra))
+		free_all(tmpl, llist_del_all(&c->free_llist_extra));
+	if (!llist_empty(&c->free_by_rcu))
+		free_all(tmpl, llist_del_all(&c->free_by_rcu));
+}
+
 static void stop_cache(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl, void *arg)
 {
 	(void)arg;
+	if (!cache_is_set_up(c))
+		return;
 	atomic_store(&c->draining, true);
 	irq_work_sync(&c->refill_work);
 }
@@ -1344,6 +1376,10 @@ static void drain_cache(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl, voi
 {
 	int *callbacks = arg;
 
+	if (!cache_is_set_up(c)) {
+		reclaim_unset_copy(c, tmpl);
+		return;
+	}
 	irq_work_sync(&c->refill_work);
 	drain_mem_cache(c);
 	*callbacks += atomic_load_explicit(&c->callbacks_queued, memory_order_acquire);
@@ -1383,7 +1419,7 @@ __public void bpf_mem_alloc_destroy(struct bpf_mem_alloc *ma)
 		bpfmem_warn("bpf_mem_alloc_destroy: %ld object%s still allocated (leaked)",
 			    outstanding, outstanding == 1 ? "" : "s");
 	for_each_cache_on(ma, SHARED_CPU, destroy_slab, NULL);
-	free_percpu(ma->cache ? (void *)ma->cache : (void *)ma->caches);
+	pcpu_area_free(ma_area_of(ma), ma_area_size(ma));
 	obj_cgroup_put(ma->objcg);
 	memset(ma, 0, sizeof(*ma));
 }
@@ -1392,15 +1428,14 @@ __public void bpf_mem_alloc_destroy(struct bpf_mem_alloc *ma)
  * used yet are zeroed: every list empty, no work queued). */
 static void for_each_cache_on(struct bpf_mem_alloc *ma, int cpu, cache_fn fn, void *arg)
 {
-	void *pcpu = ma->cache ? (void *)ma->cache : (void *)ma->caches;
-	size_t stride = ma->cache ? CACHE_STRIDE : CACHES_STRIDE;
+	void *pcpu = ma_area_of(ma);
 	int n = ma->cache ? 1 : NUM_CACHES;
 
 	for (int i = 0; i < n; i++) {
-		struct bpf_mem_cache *tmpl = cache_tmpl(pcpu, stride, CACHE_OFF(i));
+		struct bpf_mem_cache *tmpl = cache_tmpl(pcpu, CACHE_OFF(i));
 
 		if (cache_is_set_up(tmpl))
-			fn(cache_on(pcpu, stride, CACHE_OFF(i), cpu), tmpl, arg);
+			fn(cache_on(pcpu, CACHE_OFF(i), cpu), tmpl, arg);
 	}
 }
 
@@ -1437,6 +1472,13 @@ static void fork_child_reset(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl
 {
 	int self = *(int *)arg;
 
+	/* a copy not set up: only a set-up the fork cut short took `active`
+	 * (read first: writing would back the page of every CPU's copy) */
+	if (!cache_is_set_up(c)) {
+		if (c->active.counter)
+			c->active.counter = 0;
+		return;
+	}
 	if (c->cpu != self)
 		c->active.counter = 0;
 	atomic_store(&c->shared_lock, 0);
@@ -1445,8 +1487,7 @@ static void fork_child_reset(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl
 
 		atomic_compare_exchange_strong(&c->reuse[i].chain, &busy, NULL);
 	}
-	if (cache_is_set_up(c))
-		irq_work_fork_fixup(&c->refill_work);
+	irq_work_fork_fixup(&c->refill_work);
 }
 
 static void memalloc_after_fork_child(void)

@@ -12,6 +12,7 @@
 #include "kernel/irq_work.h"
 #include "kernel/llist.h"
 #include "kernel/local.h"
+#include "kernel/percpu.h"
 #include "kernel/rcu.h"
 
 #define NUM_CACHES		11
@@ -68,7 +69,6 @@ struct bpf_mem_cache {
 	struct bpfmem_objcg *objcg;	/* charged for every object the cache holds */
 	struct bpf_mem_cache *shared;	/* the same class on the shared CPU */
 	void *pcpu_base;		/* the allocator's per-CPU area of caches */
-	unsigned int pcpu_stride;	/* and its stride (debug checks) */
 
 	/* --- owner --- */
 	_Atomic int shared_lock;	/* shared CPU only: stands in for ownership */
@@ -127,13 +127,10 @@ struct bpf_mem_caches {
 	struct bpf_mem_cache cache[NUM_CACHES];
 };
 
-/* Per-CPU strides of the two cache layouts: compile-time powers of two, so
- * the fast path finds its cache with a shift instead of a multiply.  The
- * per-CPU areas are allocated with exactly these copy sizes. */
-#define CACHE_STRIDE	BPFMEM_FAST_CACHE_STRIDE
-#define CACHES_STRIDE	BPFMEM_FAST_CACHES_STRIDE
-_Static_assert(sizeof(struct bpf_mem_cache) <= CACHE_STRIDE, "CACHE_STRIDE too small");
-_Static_assert(sizeof(struct bpf_mem_caches) <= CACHES_STRIDE, "CACHES_STRIDE too small");
+/* The distance between two CPUs' copies of any cache area (PCPU_STRIDE):
+ * a compile-time power of two, so the fast path finds its cache with a
+ * shift instead of a multiply. */
+_Static_assert(sizeof(struct bpf_mem_caches) <= PCPU_STRIDE, "PCPU_STRIDE too small");
 
 /*
  * The layout <bpfmem.h> freezes for inlined fast paths (BPFMEM_INLINE): a
@@ -147,7 +144,8 @@ _Static_assert(FAST_SAME(free_llist.first, first) && FAST_SAME(free_cnt, cnt) &&
 	       FAST_SAME(alloc_floor, alloc_floor) && FAST_SAME(free_ceil, free_ceil) &&
 	       FAST_SAME(active, active) && FAST_SAME(tgt, tgt), "BPFMEM_FAST_ABI: cache fields");
 _Static_assert(sizeof(struct bpf_mem_cache) == BPFMEM_FAST_CLASS_SIZE &&
-	       (CACHES_STRIDE & (CACHES_STRIDE - 1)) == 0, "BPFMEM_FAST_ABI: class layout");
+	       PCPU_STRIDE == BPFMEM_FAST_CPU_STRIDE && (PCPU_STRIDE & (PCPU_STRIDE - 1)) == 0,
+	       "BPFMEM_FAST_ABI: class layout");
 _Static_assert(LLIST_NODE_SZ == BPFMEM_FAST_HDR, "BPFMEM_FAST_ABI: object header");
 #undef FAST_SAME
 
@@ -175,12 +173,11 @@ static inline int reuse_ready(struct bpf_mem_cache *c)
 /*
  * The one place per-CPU caches are addressed: the cache at offset `off`
  * (its class, 0 for a fixed-size allocator) of virtual CPU `cpu` (SHARED_CPU
- * included) in the per-CPU area `pcpu` of copy size `stride`.
+ * included) in the per-CPU area `pcpu` (pcpu_area_alloc).
  */
-static __always_inline struct bpf_mem_cache *cache_on(const void *pcpu, size_t stride,
-						      size_t off, int cpu)
+static __always_inline struct bpf_mem_cache *cache_on(const void *pcpu, size_t off, int cpu)
 {
-	return (struct bpf_mem_cache *)((char *)pcpu + (size_t)cpu * stride + off);
+	return (struct bpf_mem_cache *)pcpu_area_ptr(pcpu, cpu, off);
 }
 
 #endif /* BPFMEM_MEMALLOC_H */

@@ -9,7 +9,6 @@
 #include <bpfmem.h>
 #include "memalloc.h"
 #include "kernel/cpu.h"
-#include "kernel/percpu.h"
 #include "kernel/slab.h"
 
 static bool ma_has_slabs(const struct bpf_mem_alloc *ma)
@@ -22,10 +21,10 @@ static bool ma_has_slabs(const struct bpf_mem_alloc *ma)
 static const struct bpf_mem_cache *class_cache(const struct bpf_mem_alloc *ma, unsigned int idx)
 {
 	if (ma->magic == BPFMEM_MAGIC_FIXED)
-		return idx == 0 ? per_cpu_ptr(ma->cache, SHARED_CPU) : NULL;
+		return idx == 0 ? cache_on(ma->cache, 0, SHARED_CPU) : NULL;
 	if (idx >= NUM_CACHES)
 		return NULL;
-	return &((struct bpf_mem_caches *)per_cpu_ptr(ma->caches, SHARED_CPU))->cache[idx];
+	return cache_on(ma->caches, CACHE_OFF(idx), SHARED_CPU);
 }
 
 /*

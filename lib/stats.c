@@ -20,8 +20,8 @@ __public int bpfmem_nr_size_classes(const struct bpf_mem_alloc *ma)
 static struct bpf_mem_cache *class_on(const struct bpf_mem_alloc *ma, int idx, int cpu)
 {
 	if (ma->magic == BPFMEM_MAGIC_FIXED)
-		return cache_on(ma->cache, CACHE_STRIDE, 0, cpu);
-	return cache_on(ma->caches, CACHES_STRIDE, CACHE_OFF(idx), cpu);
+		return cache_on(ma->cache, 0, cpu);
+	return cache_on(ma->caches, CACHE_OFF(idx), cpu);
 }
 
 __public int bpfmem_cache_stats(const struct bpf_mem_alloc *ma, int idx,

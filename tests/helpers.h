@@ -56,8 +56,8 @@ static inline int t_attach_cpu0(void **state)
 static inline struct bpf_mem_cache *t_cache(const struct bpf_mem_alloc *ma, int idx, int cpu)
 {
 	if (ma->cache)
-		return per_cpu_ptr(ma->cache, cpu);
-	return &((struct bpf_mem_caches *)per_cpu_ptr(ma->caches, cpu))->cache[idx];
+		return cache_on(ma->cache, 0, cpu);
+	return cache_on(ma->caches, CACHE_OFF(idx), cpu);
 }
 
 /* The cache named by an allocated object's header. */

@@ -256,7 +256,7 @@ static int child_rcu_barrier(void)
 		bpf_mem_cache_free_rcu(&ma, obj[i]);
 	bpfmem_rcu_barrier();
 	for_each_possible_cpu(cpu) {
-		struct bpf_mem_cache *c = per_cpu_ptr(ma.cache, cpu);
+		struct bpf_mem_cache *c = t_cache(&ma, 0, cpu);
 
 		if (!llist_empty(&c->free_by_rcu) || !llist_empty(&c->waiting_for_gp) ||
 		    c->free_by_rcu_ttrace.first || c->waiting_for_gp_ttrace.first)

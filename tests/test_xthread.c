@@ -327,7 +327,7 @@ struct tgt_test {
 
 static struct bpf_mem_cache *cache_of(struct bpf_mem_alloc *ma, int cpu)
 {
-	return per_cpu_ptr(ma->cache, cpu);
+	return t_cache(ma, 0, cpu);
 }
 
 static struct bpf_mem_cache *origin(void *obj)

@@ -10,6 +10,7 @@
 #include "cpu.h"
 #include "init.h"
 #include "irq_work.h"
+#include "percpu.h"
 #include "rcu.h"
 
 /* Sorted by decreasing priority.  Held from prepare until parent/child
@@ -68,6 +69,13 @@ static struct fork_notifier warn_fork = {
 	.priority = FORK_PRIO_WARN,
 };
 
+static struct fork_notifier pcpu_fork = {
+	.prepare = pcpu_before_fork,
+	.parent = pcpu_after_fork,
+	.child = pcpu_after_fork,
+	.priority = FORK_PRIO_PCPU,
+};
+
 static struct fork_notifier irq_work_fork = {
 	.prepare = irq_work_before_fork,
 	.parent = irq_work_after_fork_parent,
@@ -95,6 +103,7 @@ static void runtime_init_once(void)
 	if (cpu_init())
 		bpfmem_warn("cannot set up virtual CPUs: out of memory");
 	register_fork_notifier(&warn_fork);
+	register_fork_notifier(&pcpu_fork);
 	register_fork_notifier(&irq_work_fork);
 	register_fork_notifier(&rcu_fork);
 	register_fork_notifier(&cpu_fork);

@@ -35,6 +35,7 @@ struct fork_notifier {
  * with it.
  */
 #define FORK_PRIO_WARN		400	/* a leaf lock: first or last, either way */
+#define FORK_PRIO_PCPU		400	/* the cache areas' chunk list: a leaf lock too */
 #define FORK_PRIO_IRQ_WORK	300
 #define FORK_PRIO_RCU		200
 #define FORK_PRIO_USER		100	/* locks of the layer's users */

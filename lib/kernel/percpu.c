@@ -1,9 +1,25 @@
 /* SPDX-License-Identifier: MIT */
-/* Per-CPU areas over the backend allocator, and the public per-CPU accessors. */
+/*
+ * Per-CPU areas, and the public per-CPU accessors.  Per-CPU objects come
+ * whole from the backend allocator.  Cache areas are packed into shared
+ * chunks, as the kernel's percpu allocator does: an idle allocator should
+ * cost the cache lines its CPUs wrote, and a mapping of its own per
+ * allocator costs at least a page per CPU that used it (a fixed-size
+ * allocator's cache is 384 bytes).  A chunk is one mapping of
+ * nr_cpu_ids + 1 copies PCPU_STRIDE apart; an area is a range of offsets,
+ * the same in every copy; pages are backed only once written.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <bpfmem.h>
 
+#include "bug.h"
 #include "percpu.h"
 #include "slab.h"
 
@@ -27,57 +43,221 @@ void *__alloc_percpu(size_t size)
 	hdr = (struct pcpu_hdr *)base;
 	hdr->stride = pcpu_stride(size);
 	hdr->size = size;
-	hdr->mapped = 0;
 	return base + PCPU_HDR_SIZE;
-}
-
-/*
- * Below this footprint an area is allocated whole, as __alloc_percpu does:
- * a mapping costs a page for its header and at least a page per CPU that
- * uses it, which for a small area (8 virtual CPUs of a fixed-size
- * allocator: 4.6 KiB) is more than the area itself.
- */
-#define PCPU_SPARSE_MIN	(32u << 10)
-
-/*
- * One mapping: a first page that holds only the header, then the copies,
- * copy 0 on a page boundary.  So the header costs one page whatever the
- * number of CPUs, copies of a page or more never share a page, smaller ones
- * share pages only with neighbouring CPUs' copies, and a CPU whose copy is
- * never written costs nothing.  The price: a CPU's first write to its copy
- * takes the page fault that zeroing at allocation took for __alloc_percpu.
- */
-void *__alloc_percpu_sparse(size_t size)
-{
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	size_t bytes = ALIGN(page + pcpu_stride(size) * ((size_t)nr_cpu_ids + 1), page);
-	char *base;
-	struct pcpu_hdr *hdr;
-
-	if (pcpu_footprint(size) < PCPU_SPARSE_MIN)
-		return __alloc_percpu(size);
-	base = vzalloc(bytes);
-	if (!base)
-		return NULL;
-	hdr = pcpu_hdr(base + page);
-	hdr->stride = pcpu_stride(size);
-	hdr->size = size;
-	hdr->mapped = bytes;
-	return base + page;
 }
 
 void free_percpu(void *pptr)
 {
-	struct pcpu_hdr *hdr;
-
-	if (!pptr)
-		return;
-	hdr = pcpu_hdr(pptr);
-	if (hdr->mapped)
-		vfree((char *)pptr - sysconf(_SC_PAGESIZE), hdr->mapped);
-	else
-		kfree(hdr);
+	if (pptr)
+		kfree(pcpu_hdr(pptr));
 }
+
+/* ---- cache areas ---- */
+
+/* Offsets are handed out in blocks of a cache line, first fit. */
+#define PCPU_BLOCK	SMP_CACHE_BYTES
+#define PCPU_BLOCKS	(PCPU_STRIDE / PCPU_BLOCK)
+#define LONG_BITS	(8 * sizeof(unsigned long))
+
+struct pcpu_chunk {
+	char *base;			/* CPU 0's copy; chunk_bytes() mapped */
+	/* --- under pcpu_lock --- */
+	struct pcpu_chunk *next;	/* pcpu_chunks, oldest first */
+	int nr_areas;			/* areas handed out: unmapped at 0 */
+	unsigned long used[PCPU_BLOCKS / LONG_BITS];	/* blocks of offsets taken */
+};
+
+/*
+ * The chunk list and every chunk's bookkeeping.  Process context only
+ * (allocator init and destroy), held across fork().  An area's copies
+ * belong to its user from pcpu_area_alloc() until pcpu_area_free().
+ */
+static pthread_mutex_t pcpu_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pcpu_chunk *pcpu_chunks;
+
+static size_t chunk_bytes(void)
+{
+	return ((size_t)nr_cpu_ids + 1) * PCPU_STRIDE;
+}
+
+static bool block_used(const struct pcpu_chunk *ch, unsigned int b)
+{
+	return ch->used[b / LONG_BITS] & (1ul << (b % LONG_BITS));
+}
+
+static void mark_blocks(struct pcpu_chunk *ch, unsigned int first, unsigned int n, bool used)
+{
+	for (unsigned int b = first; b < first + n; b++) {
+		if (used)
+			ch->used[b / LONG_BITS] |= 1ul << (b % LONG_BITS);
+		else
+			ch->used[b / LONG_BITS] &= ~(1ul << (b % LONG_BITS));
+	}
+}
+
+/* The first run of `n` free blocks, or -1. */
+static int find_blocks(const struct pcpu_chunk *ch, unsigned int n)
+{
+	unsigned int run = 0;
+
+	for (unsigned int b = 0; b < PCPU_BLOCKS; b++) {
+		run = block_used(ch, b) ? 0 : run + 1;
+		if (run == n)
+			return (int)(b + 1 - n);
+	}
+	return -1;
+}
+
+static struct pcpu_chunk *chunk_create(void)
+{
+	struct pcpu_chunk *ch = kmalloc_aligned(sizeof(*ch), 8, true);
+
+	if (!ch)
+		return NULL;
+	ch->base = vzalloc(chunk_bytes());
+	if (!ch->base) {
+		kfree(ch);
+		return NULL;
+	}
+	return ch;
+}
+
+void *pcpu_area_alloc(size_t size)
+{
+	unsigned int n = ALIGN(size, PCPU_BLOCK) / PCPU_BLOCK;
+	struct pcpu_chunk **pos, *ch;
+	int b = -1;
+
+	if (!size || size > PCPU_STRIDE)
+		return NULL;
+	pthread_mutex_lock(&pcpu_lock);
+	for (pos = &pcpu_chunks; *pos; pos = &(*pos)->next) {
+		b = find_blocks(*pos, n);
+		if (b >= 0)
+			break;
+	}
+	if (b < 0) {
+		*pos = chunk_create();
+		b = 0;
+	}
+	ch = *pos;
+	if (ch) {
+		mark_blocks(ch, (unsigned int)b, n, true);
+		ch->nr_areas++;
+	}
+	pthread_mutex_unlock(&pcpu_lock);
+	return ch ? ch->base + (size_t)b * PCPU_BLOCK : NULL;
+}
+
+/*
+ * Writes only the copies that hold something: a page no CPU wrote would
+ * otherwise be backed now, and stay backed as long as the chunk is mapped.
+ */
+static void zero_copies(char *area, size_t bytes)
+{
+	for (int cpu = 0; cpu <= nr_cpu_ids; cpu++) {
+		unsigned long *word = pcpu_area_ptr(area, cpu, 0);
+
+		for (size_t i = 0; i < bytes / sizeof(*word); i++) {
+			if (word[i]) {
+				memset(word, 0, bytes);
+				break;
+			}
+		}
+	}
+}
+
+void pcpu_area_free(void *area, size_t size)
+{
+	unsigned int n = ALIGN(size, PCPU_BLOCK) / PCPU_BLOCK;
+	struct pcpu_chunk **pos, *ch;
+
+	if (!area)
+		return;
+	pthread_mutex_lock(&pcpu_lock);
+	for (pos = &pcpu_chunks; *pos; pos = &(*pos)->next)
+		if ((char *)area >= (*pos)->base && (char *)area < (*pos)->base + PCPU_STRIDE)
+			break;
+	ch = *pos;
+	if (WARN_ON_ONCE(!ch)) {
+		pthread_mutex_unlock(&pcpu_lock);
+		return;
+	}
+	/*
+	 * The last area: unmap the chunk, no zeroing.  No empty chunk is kept
+	 * for the next allocator: its pages stay backed once written, which
+	 * an idle process would pay for; the mapping costs one mmap and one
+	 * munmap per chunk's worth of allocators, as allocator init did before.
+	 */
+	if (--ch->nr_areas == 0) {
+		*pos = ch->next;
+		pthread_mutex_unlock(&pcpu_lock);
+		vfree(ch->base, chunk_bytes());
+		kfree(ch);
+		return;
+	}
+	zero_copies(area, (size_t)n * PCPU_BLOCK);
+	mark_blocks(ch, (unsigned int)(((char *)area - ch->base) / PCPU_BLOCK), n, false);
+	pthread_mutex_unlock(&pcpu_lock);
+}
+
+void pcpu_before_fork(void)
+{
+	pthread_mutex_lock(&pcpu_lock);
+}
+
+void pcpu_after_fork(void)
+{
+	pthread_mutex_unlock(&pcpu_lock);
+}
+
+#if BPFMEM_TEST_SEAMS
+long pcpu_nr_chunks(void)
+{
+	long n = 0;
+
+	pthread_mutex_lock(&pcpu_lock);
+	for (struct pcpu_chunk *ch = pcpu_chunks; ch; ch = ch->next)
+		n++;
+	pthread_mutex_unlock(&pcpu_lock);
+	return n;
+}
+
+/*
+ * From /proc/self/pagemap: present (bit 63) and mapped only here (bit 56).
+ * mincore() would count the shared zero page that a read of a never
+ * written page maps, which costs no memory.
+ */
+long pcpu_resident_pages(void)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), pages = chunk_bytes() / page;
+	uint64_t *ent = malloc(pages * sizeof(*ent));
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	long n = 0;
+
+	if (!ent || fd < 0) {
+		free(ent);
+		if (fd >= 0)
+			close(fd);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&pcpu_lock);
+	for (struct pcpu_chunk *ch = pcpu_chunks; ch; ch = ch->next) {
+		off_t at = (off_t)((uintptr_t)ch->base / page * sizeof(*ent));
+
+		if (pread(fd, ent, pages * sizeof(*ent), at) != (ssize_t)(pages * sizeof(*ent))) {
+			n = -EIO;
+			break;
+		}
+		for (size_t i = 0; i < pages; i++)
+			n += (ent[i] >> 63 & 1) && (ent[i] >> 56 & 1);
+	}
+	pthread_mutex_unlock(&pcpu_lock);
+	close(fd);
+	free(ent);
+	return n;
+}
+#endif
 
 __public void *bpfmem_per_cpu_ptr(void *pptr, int cpu)
 {

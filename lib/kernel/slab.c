@@ -579,11 +579,15 @@ void *vzalloc(size_t size)
 
 	if (!fault_clamp(1))
 		return NULL;
-	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* reserve no swap for pages that may never be written */
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		 -1, 0);
 	if (p == MAP_FAILED) {
 		seam_count(nr_failed, 1);
 		return NULL;
 	}
+	/* a huge page would back 2 MiB at the first write, not the page written */
+	madvise(p, size, MADV_NOHUGEPAGE);
 	seam_count(nr_allocs, 1);
 	return p;
 }

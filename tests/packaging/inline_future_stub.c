@@ -1,15 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Link-time stand-in for a future libbpfmem.so.0 whose fast-path layout is
- * BPFMEM_FAST_ABI 2: what inline_consumer.c uses, and that layout's thread
- * variable.  Never loaded: at run time the program gets this tree's library.
+ * the next BPFMEM_FAST_ABI: what inline_consumer.c uses, and that layout's
+ * thread variable (FUTURE_THIS_CPU, named by the build).  Never loaded: at
+ * run time the program gets this tree's library.
  */
 #include <stdbool.h>
 #include <stddef.h>
 
 struct bpf_mem_alloc;
 
-__thread int bpfmem_fast_abi2_this_cpu __attribute__((tls_model("initial-exec")));
+__thread int FUTURE_THIS_CPU __attribute__((tls_model("initial-exec")));
 
 int bpfmem_thread_attach(int cpu, unsigned int flags)
 {

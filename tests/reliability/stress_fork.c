@@ -8,7 +8,6 @@
  */
 #include "rel_common.h"
 #include "memalloc.h"
-#include "kernel/percpu.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -111,10 +110,8 @@ static void sample_in_flight(void)
 	if (!any_ma.caches)
 		return;
 	for (int cpu = 0; cpu <= bpfmem_nr_cpus(); cpu++) {
-		struct bpf_mem_caches *cc = per_cpu_ptr(any_ma.caches, cpu);
-
 		for (int i = 0; i < NUM_CACHES; i++) {
-			struct bpf_mem_cache *c = &cc->cache[i];
+			struct bpf_mem_cache *c = cache_on(any_ma.caches, CACHE_OFF(i), cpu);
 
 			refill |= irq_work_is_busy(&c->refill_work);
 			rcu |= atomic_load(&c->call_rcu_in_progress) ||
