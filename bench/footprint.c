@@ -25,6 +25,7 @@
 static const int cpu_counts[] = { 8, 64, 1024 };
 
 static struct bpf_mem_alloc warmup, mas[NR_ALLOCATORS];
+static int user_cpu[USER_THREADS];	/* each user's virtual CPU, -1: none */
 static bool fixed;
 static pthread_barrier_t barrier;
 
@@ -44,9 +45,10 @@ static void free_to(struct bpf_mem_alloc *ma, void *p)
 
 /* Attaches (first use of the warm-up allocator, so its own first touches
  * are not counted), waits for the allocators, uses each once. */
-static void *user_thread(void *unused)
+static void *user_thread(void *arg)
 {
 	free_to(&warmup, alloc_from(&warmup));
+	*(int *)arg = bpfmem_current_cpu();
 	pthread_barrier_wait(&barrier);		/* main measures, then inits */
 	pthread_barrier_wait(&barrier);
 	for (int i = 0; i < NR_ALLOCATORS; i++)
@@ -122,7 +124,7 @@ int footprint_probe(const char *kind, int ncpus)
 	}
 	pthread_barrier_init(&barrier, NULL, USER_THREADS + 1);
 	for (int i = 0; i < USER_THREADS; i++)
-		pthread_create(&th[i], NULL, user_thread, NULL);
+		pthread_create(&th[i], NULL, user_thread, &user_cpu[i]);
 	pthread_barrier_wait(&barrier);
 	bpfmem_rcu_barrier();	/* the warm-up's refills have landed */
 	before = rss_kib() * 1024;
@@ -135,7 +137,7 @@ int footprint_probe(const char *kind, int ncpus)
 	bpfmem_rcu_barrier();	/* and those the users raised */
 	after = rss_kib() * 1024;
 	for (int i = 0; i < USER_THREADS; i++)
-		used[bpfmem_current_cpu() < 0 ? ncpus : bpfmem_current_cpu()] = true;
+		used[user_cpu[i] < 0 ? ncpus : user_cpu[i]] = true;
 	pthread_barrier_wait(&barrier);
 	for (int i = 0; i < USER_THREADS; i++)
 		pthread_join(th[i], NULL);
