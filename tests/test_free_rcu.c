@@ -204,12 +204,17 @@ static void test_rcu_barrier_returns_frees_batched_behind_a_callback(void **stat
 	bpf_mem_alloc_destroy(&ma);
 }
 
-/* A callback in flight on CPU 0's cache, held there by an RCU reader. */
-static struct t_reader *callback_in_flight(struct bpf_mem_alloc *ma, void *p)
+/* `n` objects of a new fixed-size allocator in p[], and p[0]'s callback in
+ * flight on CPU 0's cache, held there by an RCU reader. */
+static struct t_reader *callback_in_flight(struct bpf_mem_alloc *ma, void **p, int n)
 {
-	struct t_reader *r = t_reader_enter(false);
+	struct t_reader *r;
 
-	bpf_mem_cache_free_rcu(ma, p);
+	assert_int_equal(bpf_mem_alloc_init(ma, 64, false), 0);
+	for (int i = 0; i < n; i++)
+		p[i] = cache_alloc_flushed(ma);
+	r = t_reader_enter(false);
+	bpf_mem_cache_free_rcu(ma, p[0]);
 	irq_work_flush();
 	assert_int_equal(atomic_load(&t_cache(ma, 0, 0)->call_rcu_in_progress), 1);
 	return r;
@@ -224,13 +229,11 @@ static void test_owner_free_rcu_hands_on_whole_batches_behind_a_callback(void **
 	static struct bpf_mem_alloc ma;
 	struct bpf_mem_cache *c;
 	struct t_reader *r;
-	void *p[100];
+	void *p[49];
 
-	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
+	r = callback_in_flight(&ma, p, 49);
 	c = t_cache(&ma, 0, 0);
-	for (int i = 0; i <= c->batch; i++)
-		p[i] = cache_alloc_flushed(&ma);
-	r = callback_in_flight(&ma, p[0]);
+	assert_int_equal(c->batch, 48);		/* p[0] in flight, p[1..48] one batch */
 	for (int i = 1; i < c->batch; i++)
 		bpf_mem_cache_free_rcu(&ma, p[i]);
 	assert_true(llist_empty(&c->free_by_rcu));
@@ -253,11 +256,8 @@ static void test_owner_slow_path_hands_on_pending_free_rcu(void **state)
 	struct t_reader *r;
 	void *p[4], *q;
 
-	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
+	r = callback_in_flight(&ma, p, 4);
 	c = t_cache(&ma, 0, 0);
-	for (int i = 0; i < 4; i++)
-		p[i] = cache_alloc_flushed(&ma);
-	r = callback_in_flight(&ma, p[0]);
 	for (int i = 1; i < 4; i++)
 		bpf_mem_cache_free_rcu(&ma, p[i]);
 	assert_int_equal(c->rcu_local_cnt, 3);
@@ -280,11 +280,8 @@ static void test_free_rcu_reentering_the_owner_goes_to_the_atomic_list(void **st
 	struct t_reader *r;
 	void *p[2];
 
-	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
+	r = callback_in_flight(&ma, p, 2);
 	c = t_cache(&ma, 0, 0);
-	for (int i = 0; i < 2; i++)
-		p[i] = cache_alloc_flushed(&ma);
-	r = callback_in_flight(&ma, p[0]);
 	c->active.counter = 1;
 	bpf_mem_cache_free_rcu(&ma, p[1]);
 	c->active.counter = 0;
