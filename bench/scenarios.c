@@ -680,6 +680,7 @@ static int run_storm(const struct backend *b, const struct bench_opts *o)
 	emit_metric("storm.signals/s", "Hz", false, (double)atomic_load(&storm_handled) / secs);
 	emit_metric("storm.handler_null%", "%", true,
 		    100.0 * (double)storm_handler_nulls / (double)(atomic_load(&storm_handled) + 1));
+	emit_metric("storm.main_null%", "%", true, 100.0 * (double)storm_main_nulls / (double)(ops + 1));
 	emit_metric("storm.main_Mops/s", "Mops/s", false, (double)ops / secs / 1e6);
 	emit_metric("storm.seconds", "s", false, secs);
 	b->teardown();

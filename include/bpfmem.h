@@ -188,6 +188,10 @@ struct bpfmem_cache_stats {
 	unsigned long backend_frees;	/* objects given back to the backend */
 	unsigned long refills;		/* refill work runs that added objects */
 	unsigned long trims;		/* frees above the high watermark that trimmed */
+	/* added after 0.1.0 (callers built before pass a smaller sz and get
+	 * the fields they know): allocations that found the cache empty and
+	 * no batch ready, and refilled it from the backend themselves */
+	unsigned long inline_refills;
 };
 
 /* Number of size classes of `ma`: 11 for any-size allocators, 1 for

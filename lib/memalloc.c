@@ -30,6 +30,9 @@
  * callback) hands a finished chain with its count to the owner through one
  * of a few reuse slots, which the owner takes in O(1) when its private
  * free_llist runs empty; the refill thread only keeps a batch ready in them.
+ * An owner that finds no chain ready runs the refill itself, from the
+ * backend, which is lock-free and async-signal-safe like the kernel's
+ * kmalloc(GFP_NOWAIT), as irq_work runs on the owner's own CPU.
  * The fast path (pop or push on a list that needs no refill or trim) has no
  * lock, no syscall and no atomic read-modify-write.
  */
@@ -564,8 +567,11 @@ static void __free_by_rcu(struct rcu_head *head)
 	llnode = llist_del_all(&c->waiting_for_gp);
 	/* RCU grace period done: reusable, and on to the tasks-trace one */
 	debug_poison_list(c, llnode);
-	if (llnode)
+	if (llnode) {
+		atomic_fetch_sub_explicit(&c->rcu_pending, c->waiting_for_gp_cnt,
+					  memory_order_relaxed);
 		rcu_gp_done(c, llnode, c->waiting_for_gp_tail, c->waiting_for_gp_cnt);
+	}
 	/* frees that batched up behind this callback start their grace period
 	 * now: the kernel waits for the next refill, a process may not have one */
 	if (atomic_load(&c->draining) || !rcu_stage_queue(c)) {
@@ -705,6 +711,110 @@ static bool trim(struct bpf_mem_cache *c)
 	return true;
 }
 
+/*
+ * Inline refills and fork.  The backend is lock-free, so a thread inside it
+ * may hold chunks nobody else can reach (for a moment, a class's whole
+ * partial list): a fork child would lose them with the thread.  Fork
+ * preparation therefore closes the gate and waits until the inline
+ * refills of other threads are out; a refill that finds the gate closed
+ * gives up, and its owner waits for the refill thread as it did before.
+ * The forking thread's own refills (fork called from a handler that
+ * interrupted one) can only end after the fork: they are not waited for,
+ * and still run in the child, where they decrement the count they raised.
+ * Each side writes its own word, then reads the other's (seq_cst): at
+ * least one of them sees the other.
+ */
+static _Atomic bool inline_gate_closed;	/* fork preparation closes, the parent and the child open */
+static _Atomic long inline_in_flight;	/* inline refills between enter and exit, every thread */
+static __tls_ie int inline_mine;	/* of those, this thread's: handlers nest, each undoes its own */
+
+#if BPFMEM_TEST_SEAMS
+void (*memalloc_seam_inline_refill)(void);
+void (*memalloc_seam_fork_waits)(void);
+#define memalloc_seam(hook) do { if (hook) hook(); } while (0)
+#else
+#define memalloc_seam(hook) do { } while (0)
+#endif
+
+static void inline_exit(void)
+{
+	atomic_fetch_sub_explicit(&inline_in_flight, 1, memory_order_release);
+	inline_mine--;
+}
+
+static bool inline_enter(void)
+{
+	inline_mine++;
+	atomic_fetch_add(&inline_in_flight, 1);
+	if (likely(!atomic_load(&inline_gate_closed)))
+		return true;
+	inline_exit();
+	return false;
+}
+
+static void inline_gate_close(void)
+{
+	atomic_store(&inline_gate_closed, true);
+	if (atomic_load(&inline_in_flight) > inline_mine)
+		memalloc_seam(memalloc_seam_fork_waits);
+	/* a refill is one backend call: mmap at worst */
+	while (atomic_load_explicit(&inline_in_flight, memory_order_acquire) > inline_mine)
+		sched_yield();
+}
+
+static void inline_gate_open(void)
+{
+	atomic_store_explicit(&inline_gate_closed, false, memory_order_release);
+}
+
+/* What the owner's reuse slots hold at most: past that many of its
+ * *_free_rcu objects waiting for an RCU grace period, it waits for them. */
+#define RCU_PENDING_MAX(c)	(REUSE_SLOTS * (c)->high_watermark)
+
+/*
+ * The owner, inside the critical section, found its list empty and no
+ * chain ready: it runs the refill itself, as the kernel's irq_work runs on
+ * the same CPU as soon as interrupts are back on, instead of returning
+ * NULL until the refill thread gets a CPU.  It asks the backend only: that
+ * is lock-free and async-signal-safe (chunks from mmap), where the
+ * tasks-trace lists are under the refill thread's lock.  Per-CPU objects
+ * come from malloc: they still wait for the refill thread.
+ */
+static void refill_inline(struct bpf_mem_cache *c)
+{
+	struct llist_node *first, *last;
+	int n;
+
+	/*
+	 * Nor while objects of this cache are on their way back through a
+	 * grace period: more *_free_rcu ones than the slots hold, or trimmed
+	 * ones in a tasks-trace stage, which the refill thread recycles.  A
+	 * stream of frees faster than grace periods end would otherwise grow
+	 * the heap by what waits, and a stalled grace period (a fork pauses
+	 * the callbacks) without bound.  The owner waits for them then: NULL,
+	 * as in the kernel.
+	 */
+	if (c->percpu_size ||
+	    atomic_load_explicit(&c->rcu_pending, memory_order_relaxed) > RCU_PENDING_MAX(c) ||
+	    atomic_load_explicit(&c->call_rcu_ttrace_in_progress, memory_order_relaxed))
+		return;
+	if (!inline_enter())
+		return;
+	n = __alloc_bulk(c, c->batch, &first, &last);
+	memalloc_seam(memalloc_seam_inline_refill);
+	if (n) {
+		/* on the list before the exit: a fork right after it must find
+		 * the batch where the child's destroy looks */
+		c->free_llist.first = first;	/* it was empty: last->next is NULL */
+		free_cnt_add(c, n);
+		atomic_store_explicit(&c->inline_refills,
+				      atomic_load_explicit(&c->inline_refills,
+							   memory_order_relaxed) + 1,
+				      memory_order_relaxed);
+	}
+	inline_exit();
+}
+
 static void init_refill_work(struct bpf_mem_cache *c, int unit_size);
 
 static bool cache_is_set_up(const struct bpf_mem_cache *c)
@@ -748,6 +858,7 @@ static bool rcu_local_publish(struct bpf_mem_cache *c)
 {
 	struct llist_node *first = c->rcu_local_first;
 
+	atomic_fetch_add_explicit(&c->rcu_pending, c->rcu_local_cnt, memory_order_relaxed);
 	/* emptied before the (release) push: a fork child copying us halfway
 	 * may lose the batch, never see it twice */
 	c->rcu_local_first = NULL;
@@ -801,7 +912,8 @@ static __always_inline bool free_note(struct bpf_mem_cache *c, struct llist_node
  * yet, the shared CPU (c == tmpl), an empty or low list, re-entry.
  * unit_alloc_fast() below has the common case.
  */
-static void *unit_alloc_slow(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl)
+static void *unit_alloc_slow(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl,
+			     bool may_refill)
 {
 	bool shared = c == tmpl, refill = false;
 	struct cache_guard g = cache_enter(c, shared);
@@ -816,6 +928,8 @@ static void *unit_alloc_slow(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl
 			refill = rcu_local_publish(c);
 		if (!c->free_llist.first)
 			take_ready(c);
+		if (!c->free_llist.first && may_refill)
+			refill_inline(c);
 		llnode = __llist_del_first(&c->free_llist);
 		if (likely(llnode)) {
 			debug_obj_allocated(c, llnode);
@@ -833,10 +947,12 @@ static void *unit_alloc_slow(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl
 
 	if (refill)
 		irq_work_queue(&c->refill_work);
-	/* an empty private cache (e.g. a virtual CPU's first use, before its
-	 * refill lands) borrows from the shared CPU */
+	/* still empty (per-CPU objects before their refill lands, objects on
+	 * their way back, a backend out of memory, a fork under way): borrow
+	 * from the shared CPU; it refills itself only for a handler that
+	 * found this cache taken, never in place of a refill held back here */
 	if (unlikely(!llnode) && !shared)
-		return unit_alloc_slow(tmpl, tmpl);
+		return unit_alloc_slow(tmpl, tmpl, !g.entered);
 	return llnode;
 }
 
@@ -901,7 +1017,7 @@ static __noinline void *cache_alloc_slow(void *pcpu, size_t off)
 	struct bpf_mem_cache *tmpl = cache_tmpl(pcpu, off);
 	struct llist_node *llnode;
 
-	llnode = unit_alloc_slow(cache_on(pcpu, off, smp_processor_id()), tmpl);
+	llnode = unit_alloc_slow(cache_on(pcpu, off, smp_processor_id()), tmpl, true);
 	return llnode ? (char *)llnode + LLIST_NODE_SZ : NULL;
 }
 
@@ -959,6 +1075,7 @@ static void cache_free_rcu(void *pcpu, size_t off, void *ptr)
 		return;
 	/* re-entry, the shared CPU, a copy being set up: the atomic list,
 	 * which every context may push to (the kernel's free_llist_extra_rcu) */
+	atomic_fetch_add_explicit(&c->rcu_pending, 1, memory_order_relaxed);
 	llist_add(llnode, &c->free_by_rcu);
 	/* pairs with the fence in __free_by_rcu (store-load); a copy still
 	 * being set up (we interrupted it) raises the work when done */
@@ -1453,10 +1570,12 @@ static void memalloc_before_fork(void)
 {
 	pthread_mutex_lock(&ma_lock);
 	pthread_mutex_lock(&ttrace_lock);
+	inline_gate_close();
 }
 
 static void memalloc_after_fork_parent(void)
 {
+	inline_gate_open();
 	pthread_mutex_unlock(&ttrace_lock);
 	pthread_mutex_unlock(&ma_lock);
 }
@@ -1496,6 +1615,7 @@ static void memalloc_after_fork_child(void)
 
 	for (struct bpf_mem_alloc *ma = ma_list; ma; ma = ma->next_ma)
 		for_each_cache(ma, fork_child_reset, &self);
+	inline_gate_open();
 	pthread_mutex_unlock(&ttrace_lock);
 	pthread_mutex_unlock(&ma_lock);
 }

@@ -110,12 +110,18 @@ struct bpf_mem_cache {
 	 * each call_rcu, -1 as the callback's last access to the cache, so
 	 * destroy frees the caches only at 0 */
 	_Atomic int callbacks_queued;
+	/* *_free_rcu objects of this cache before their RCU grace period
+	 * ended: + as they join free_by_rcu (the owner a batch at a time,
+	 * anyone else one by one), - by __free_by_rcu.  Racy for readers: the
+	 * owner's refill only compares it with a bound */
+	_Atomic int rcu_pending;
 
 	struct irq_work refill_work;
 	_Atomic bool draining;		/* destroy sets; refill and callbacks stop recycling */
 
 	/* --- statistics, written on slow paths only --- */
 	_Atomic unsigned long backend_allocs, backend_frees, refills;
+	_Atomic unsigned long inline_refills;	/* owner increments (no RMW, as trims) */
 
 	/* template only, set at init, read-only afterwards: the backend slab
 	 * of this size class; every copy reaches it as shared->slab (NULL for
@@ -150,6 +156,13 @@ _Static_assert(LLIST_NODE_SZ == BPFMEM_FAST_HDR, "BPFMEM_FAST_ABI: object header
 #undef FAST_SAME
 
 extern const int bpf_mem_sizes[NUM_CACHES] __hidden;
+
+#if BPFMEM_TEST_SEAMS
+/* Test build only: called by an inline refill while it counts as in
+ * flight, and by fork preparation before it waits for another thread's. */
+extern void (*memalloc_seam_inline_refill)(void) __hidden;
+extern void (*memalloc_seam_fork_waits)(void) __hidden;
+#endif
 
 /* Objects waiting in c's ready chains: exact for the owner (only it
  * empties a slot), racy for anyone else. */

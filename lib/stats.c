@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Per-size-class statistics, summed over virtual CPUs without stopping them. */
 #include <errno.h>
+#include <stddef.h>
+#include <string.h>
 
 #include <bpfmem.h>
 #include "memalloc.h"
@@ -31,7 +33,10 @@ __public int bpfmem_cache_stats(const struct bpf_mem_alloc *ma, int idx,
 	int cpu, n = bpfmem_nr_size_classes(ma);
 	struct bpf_mem_cache *c;
 
-	if (n <= 0 || idx < 0 || idx >= n || !st || st->sz < sizeof(out))
+	/* the struct only grows: a caller's smaller one (down to the first
+	 * version's) gets the fields it has */
+	if (n <= 0 || idx < 0 || idx >= n || !st ||
+	    st->sz < offsetof(struct bpfmem_cache_stats, inline_refills))
 		return -EINVAL;
 	/* the shared CPU's copy is set up with the class, and is the
 	 * template of the others, which are set up at their first use */
@@ -58,7 +63,11 @@ __public int bpfmem_cache_stats(const struct bpf_mem_alloc *ma, int idx,
 		out.backend_frees += atomic_load_explicit(&c->backend_frees, memory_order_relaxed);
 		out.refills += atomic_load_explicit(&c->refills, memory_order_relaxed);
 		out.trims += atomic_load_explicit(&c->trims, memory_order_relaxed);
+		out.inline_refills += atomic_load_explicit(&c->inline_refills,
+							   memory_order_relaxed);
 	}
-	*st = out;
+	if (st->sz < sizeof(out))
+		out.sz = st->sz;
+	memcpy(st, &out, out.sz);
 	return 0;
 }

@@ -158,7 +158,7 @@ static void test_stats_reject_bad_arguments(void **state)
 	assert_int_equal(bpfmem_cache_stats(&any, 0, NULL), -EINVAL);
 	st.sz = 0;
 	assert_int_equal(bpfmem_cache_stats(&any, 0, &st), -EINVAL);
-	st.sz = sizeof(st) - 1;
+	st.sz = offsetof(struct bpfmem_cache_stats, inline_refills) - 1;
 	assert_int_equal(bpfmem_cache_stats(&any, 0, &st), -EINVAL);
 	bpf_mem_alloc_destroy(&any);
 	bpf_mem_alloc_destroy(&fixed);
@@ -202,6 +202,29 @@ static void test_stats_accept_a_larger_struct(void **state)
 	bpf_mem_alloc_destroy(&ma);
 }
 
+/* A caller built before inline_refills was added: its struct ends before
+ * it, and nothing past its end is written. */
+static void test_stats_fill_an_older_smaller_struct(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	size_t old_sz = offsetof(struct bpfmem_cache_stats, inline_refills);
+	union {
+		struct bpfmem_cache_stats st;
+		unsigned char bytes[sizeof(struct bpfmem_cache_stats)];
+	} u;
+
+	memset(&u, 0x5a, sizeof(u));
+	u.st.sz = old_sz;
+	assert_int_equal(bpf_mem_alloc_init(&ma, 100, false), 0);
+	assert_int_equal(bpfmem_cache_stats(&ma, 0, &u.st), 0);
+	assert_int_equal(u.st.sz, old_sz);
+	assert_int_equal(u.st.unit_size, 108);
+	assert_int_equal(u.st.cached, 8);
+	for (size_t i = old_sz; i < sizeof(u); i++)
+		assert_int_equal(u.bytes[i], 0x5a);
+	bpf_mem_alloc_destroy(&ma);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -213,6 +236,7 @@ int main(void)
 		cmocka_unit_test(test_stats_reject_bad_arguments),
 		cmocka_unit_test(test_stats_of_percpu_class_not_set_up_is_enoent),
 		cmocka_unit_test(test_stats_accept_a_larger_struct),
+		cmocka_unit_test(test_stats_fill_an_older_smaller_struct),
 	};
 
 	return t_run(tests);

@@ -415,18 +415,28 @@ static bool chunk_settle(struct kmem_cache *s, struct slab_chunk *ch, int *empti
 	return false;
 }
 
-/* Give held chunks back to `partial`.  An exchange emptied it, so it is
- * often still empty: then no walk to the tail is needed. */
+/*
+ * Give held chunks back to `partial`.  An exchange emptied it, so it is
+ * often still empty and one CAS does.  Otherwise frees relisted chunks
+ * meanwhile: take those too (held like ours, for a moment) and put them
+ * in front, walking only them, never our list, which may hold every
+ * chunk of the cache.  The caller's sweep check covers the hold.
+ */
 static void partial_put(struct kmem_cache *s, struct llist_node *first)
 {
-	struct llist_node *expected = NULL;
+	struct llist_node *expected = NULL, *theirs;
 
 	if (!first)
 		return;
-	if (atomic_compare_exchange_strong_explicit(&s->partial.first, &expected, first,
-						    memory_order_release, memory_order_relaxed))
-		return;
-	llist_add_batch(first, llist_last(first), &s->partial);
+	while (!atomic_compare_exchange_strong_explicit(&s->partial.first, &expected, first,
+							memory_order_release, memory_order_relaxed)) {
+		theirs = llist_del_all(&s->partial);
+		if (theirs) {
+			llist_last(theirs)->next = first;
+			first = theirs;
+		}
+		expected = NULL;
+	}
 }
 
 /* Settle every chunk of a taken list; returns the ones to put back. */

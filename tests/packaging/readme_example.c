@@ -16,7 +16,7 @@ int main(void)
 	if (bpf_mem_alloc_init(&ma, sizeof(struct elem), false))	/* fixed-size cache */
 		return 1;
 	struct elem *e = bpf_mem_cache_alloc(&ma);	/* also fine in a signal handler */
-	if (!e)		/* like the kernel: NULL when the cache is empty */
+	if (!e)		/* out of memory (or re-entered from a handler) */
 		return 1;
 	e->key = 42;
 	snprintf(e->name, sizeof(e->name), "virtual CPU %d", bpfmem_current_cpu());

@@ -37,6 +37,7 @@ pub struct bpfmem_cache_stats {
     pub backend_frees: c_ulong,
     pub refills: c_ulong,
     pub trims: c_ulong,
+    pub inline_refills: c_ulong,
 }
 
 pub const BPFMEM_GFP_NOWAIT: c_uint = 0x0;

@@ -1,0 +1,312 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The owner's own refill: an allocation that finds its cache empty and no
+ * batch ready takes one from the backend itself, as the kernel's irq_work
+ * runs on the allocating CPU, instead of returning NULL until the refill
+ * thread gets a CPU.  Per-CPU objects, whose backend is malloc, still wait
+ * for the refill thread.  fork() waits for the refills other threads have
+ * under way, never for the forking thread's own.
+ */
+#define _GNU_SOURCE
+#include <sys/wait.h>
+
+#include "helpers.h"
+
+#define BURST	128
+#define CYCLES	1000
+#define BIG	4088	/* the largest any-size request: the 4096 class, batch 3 */
+
+/* The refill thread stands still in between: the fork handlers park it. */
+static void refill_stall(void)
+{
+	irq_work_before_fork();
+}
+
+static void refill_resume(void)
+{
+	irq_work_after_fork_parent();
+}
+
+static void *alloc_of(struct bpf_mem_alloc *ma, size_t size)
+{
+	return size ? bpf_mem_alloc(ma, size) : bpf_mem_cache_alloc(ma);
+}
+
+static void free_of(struct bpf_mem_alloc *ma, size_t size, void *p)
+{
+	if (size)
+		bpf_mem_free(ma, p);
+	else
+		bpf_mem_cache_free(ma, p);
+}
+
+/*
+ * From a fresh allocator, with the refill thread stalled from the start:
+ * CYCLES bursts of BURST allocations then BURST frees get no NULL, the
+ * first burst included, and the objects beyond the prefill came from the
+ * owner's own refills, one batch each.
+ */
+static void bursts_from_a_fresh_cache(struct bpf_mem_alloc *ma, size_t size, int idx)
+{
+	static void *p[BURST];
+	struct bpfmem_cache_stats before, after;
+	long nulls = 0;
+
+	irq_work_flush();	/* the prefill has landed */
+	before = t_stats(ma, idx);
+	refill_stall();
+	for (int c = 0; c < CYCLES; c++) {
+		int n = 0;
+
+		for (int i = 0; i < BURST; i++) {
+			void *q = alloc_of(ma, size);
+
+			if (q)
+				p[n++] = q;
+			else
+				nulls++;
+		}
+		while (n)
+			free_of(ma, size, p[--n]);
+	}
+	after = t_stats(ma, idx);
+	refill_resume();
+	assert_int_equal(nulls, 0);
+	assert_int_equal(after.refills, before.refills);
+	/* the first burst outgrew the prefill: at least one refill per batch
+	 * of the rest, each adding one batch */
+	assert_true(after.inline_refills - before.inline_refills >=
+		    (unsigned long)(BURST - (int)before.cached) / before.batch);
+	assert_int_equal(after.backend_allocs - before.backend_allocs,
+			 (after.inline_refills - before.inline_refills) * before.batch);
+}
+
+static void test_fixed_size_bursts_from_a_fresh_cache_get_no_null_with_the_refill_thread_stalled(
+	void **state)
+{
+	static struct bpf_mem_alloc ma;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, BIG, false), 0);
+	bursts_from_a_fresh_cache(&ma, 0, 0);
+	bpf_mem_alloc_destroy(&ma);
+}
+
+static void test_any_size_bursts_from_a_fresh_cache_get_no_null_with_the_refill_thread_stalled(
+	void **state)
+{
+	static struct bpf_mem_alloc ma;
+	static const size_t sizes[] = { 56, 504, 2040, BIG };	/* classes 64 .. 4096 */
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
+		bursts_from_a_fresh_cache(&ma, sizes[i], t_class_idx(sizes[i] + T_HDR));
+		bpf_mem_alloc_destroy(&ma);
+	}
+}
+
+/*
+ * A handler that interrupted its thread inside the cache (`active` held)
+ * is served by the shared CPU's copy, which refills itself too.
+ */
+static void test_a_reentering_handler_is_served_by_the_shared_copys_own_refill(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	static void *p[BURST];
+	int idx = t_class_idx(BIG + T_HDR);
+	struct bpf_mem_cache *own, *shared;
+	unsigned long shared_refills;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
+	free_of(&ma, BIG, alloc_of(&ma, BIG));	/* sets up this CPU's copy */
+	irq_work_flush();
+	own = t_cache(&ma, idx, bpfmem_current_cpu());
+	shared = t_cache(&ma, idx, SHARED_CPU);
+	shared_refills = atomic_load(&shared->inline_refills);
+	refill_stall();
+	local_inc_return(&own->active);	/* as the interrupted owner holds it */
+	for (int i = 0; i < BURST; i++) {
+		p[i] = alloc_of(&ma, BIG);
+		assert_non_null(p[i]);
+		assert_ptr_equal(*(struct bpf_mem_cache **)((char *)p[i] - T_HDR), shared);
+	}
+	local_dec(&own->active);
+	refill_resume();
+	assert_true(atomic_load(&shared->inline_refills) > shared_refills);
+	for (int i = 0; i < BURST; i++)
+		free_of(&ma, BIG, p[i]);
+	bpf_mem_alloc_destroy(&ma);
+}
+
+/* Per-CPU objects come from malloc, which a handler may not call: an empty
+ * per-CPU cache still waits for the refill thread. */
+static void test_per_cpu_objects_still_wait_for_the_refill_thread(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	static void *p[64];
+	int n = 0;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 64, true), 0);
+	irq_work_flush();
+	refill_stall();
+	while (n < 64 && (p[n] = bpf_mem_cache_alloc(&ma)))
+		n++;
+	refill_resume();
+	assert_true(n < 64);
+	assert_int_equal(t_stats(&ma, 0).inline_refills, 0);
+	while (n)
+		bpf_mem_cache_free(&ma, p[--n]);
+	bpf_mem_alloc_destroy(&ma);
+}
+
+/* ---- fork ---- */
+
+static sem_t refill_entered, refill_go;
+static _Atomic int refill_held, refill_finished, fork_waited;
+
+/* The first inline refill stops while it holds the backend's objects. */
+static void hold_first_refill(void)
+{
+	if (atomic_exchange(&refill_held, 1))
+		return;
+	sem_post(&refill_entered);
+	sem_wait(&refill_go);
+	atomic_store(&refill_finished, 1);
+}
+
+/* Fork preparation is about to wait for it: let it finish. */
+static void release_the_refill(void)
+{
+	atomic_store(&fork_waited, 1);
+	sem_post(&refill_go);
+}
+
+struct owner {
+	struct bpf_mem_alloc *ma;
+	void *obj[16];
+	int n;
+};
+
+/* Allocates until its list, prefilled at attach, runs dry. */
+static void *owner_thread(void *arg)
+{
+	struct owner *o = arg;
+
+	if (bpfmem_thread_attach(3, 0))
+		return NULL;
+	while (o->n < 16 && !atomic_load(&refill_held))
+		o->obj[o->n++] = bpf_mem_alloc(o->ma, BIG);
+	return NULL;
+}
+
+/*
+ * A thread stands inside its inline refill when another forks: the child
+ * must see that refill finished (had fork copied it halfway, the child
+ * would have lost what the refill held of the backend).
+ */
+static void test_fork_waits_for_another_threads_inline_refill(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	struct owner o = { .ma = &ma };
+	pthread_t t;
+	int status;
+	pid_t pid;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
+	/* nothing but the owner itself can fill its copy */
+	t_slots_block(t_cache(&ma, t_class_idx(BIG + T_HDR), 3));
+	sem_init(&refill_entered, 0, 0);
+	sem_init(&refill_go, 0, 0);
+	memalloc_seam_inline_refill = hold_first_refill;
+	memalloc_seam_fork_waits = release_the_refill;
+	assert_int_equal(pthread_create(&t, NULL, owner_thread, &o), 0);
+	sem_wait(&refill_entered);
+	pid = fork();
+	if (pid == 0)
+		_exit(atomic_load(&refill_finished) ? 0 : 1);
+	if (!atomic_load(&fork_waited))
+		sem_post(&refill_go);	/* fork did not wait: do not leave it stuck */
+	pthread_join(t, NULL);
+	memalloc_seam_inline_refill = NULL;
+	memalloc_seam_fork_waits = NULL;
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(atomic_load(&fork_waited));
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_true(o.n > 0);
+	while (o.n) {
+		assert_non_null(o.obj[--o.n]);
+		bpf_mem_free(&ma, o.obj[o.n]);
+	}
+	t_slots_release(t_cache(&ma, t_class_idx(BIG + T_HDR), 3));
+	bpf_mem_alloc_destroy(&ma);
+}
+
+static _Atomic int forked_inside;
+static pid_t inner_child;
+
+/* A handler that interrupted the refill calls fork(). */
+static void fork_inside_the_refill(void)
+{
+	if (atomic_exchange(&forked_inside, 1))
+		return;
+	inner_child = fork();
+}
+
+/*
+ * fork() from inside this thread's own inline refill (a handler calling
+ * it) cannot wait for that refill, which ends only after the fork; in the
+ * child the refill finishes and later ones run again.
+ */
+static void test_fork_from_inside_an_inline_refill_does_not_wait_for_it(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	static void *p[BURST];
+	int idx = t_class_idx(BIG + T_HDR), n = 0, status;
+	struct bpf_mem_cache *c;
+	unsigned long refills;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
+	free_of(&ma, BIG, alloc_of(&ma, BIG));
+	c = t_cache(&ma, idx, bpfmem_current_cpu());
+	t_slots_block(c);
+	memalloc_seam_inline_refill = fork_inside_the_refill;
+	while (n < BURST && !atomic_load(&forked_inside))
+		p[n++] = alloc_of(&ma, BIG);
+	memalloc_seam_inline_refill = NULL;
+	assert_true(atomic_load(&forked_inside));
+	if (inner_child == 0) {
+		/* the child: the interrupted refill delivered, and the next
+		 * ones run (the gate is open again) */
+		bool ok = p[n - 1] != NULL;
+
+		refills = atomic_load(&c->inline_refills);
+		for (int i = 0; i < BURST && ok; i++)
+			ok = alloc_of(&ma, BIG) != NULL;
+		_exit(ok && atomic_load(&c->inline_refills) > refills ? 0 : 1);
+	}
+	assert_true(inner_child > 0);
+	assert_int_equal(waitpid(inner_child, &status, 0), inner_child);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	while (n)
+		free_of(&ma, BIG, p[--n]);
+	t_slots_release(c);
+	bpf_mem_alloc_destroy(&ma);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(
+			test_fixed_size_bursts_from_a_fresh_cache_get_no_null_with_the_refill_thread_stalled),
+		cmocka_unit_test(
+			test_any_size_bursts_from_a_fresh_cache_get_no_null_with_the_refill_thread_stalled),
+		cmocka_unit_test(test_a_reentering_handler_is_served_by_the_shared_copys_own_refill),
+		cmocka_unit_test(test_per_cpu_objects_still_wait_for_the_refill_thread),
+		cmocka_unit_test(test_fork_waits_for_another_threads_inline_refill),
+		cmocka_unit_test(test_fork_from_inside_an_inline_refill_does_not_wait_for_it),
+	};
+
+	return t_run(tests);
+}
