@@ -372,7 +372,8 @@ static void *hold_guards_across_fork(void *arg)
 }
 
 /* More objects than the vCPU's cache held come from that cache: its
- * refills reached it (borrowing from the shared CPU does not count). */
+ * refills reached it (borrowing from the shared CPU does not count, nor
+ * what the owner took from the backend itself). */
 static int child_on_vanished_threads_vcpu(void)
 {
 	struct bpf_mem_cache *c = t_cache(&fixed_ma, 0, parked.cpu);
@@ -381,7 +382,8 @@ static int child_on_vanished_threads_vcpu(void)
 
 	if (bpfmem_thread_attach(parked.cpu, 0))
 		return CHILD_INIT;
-	cached = t_free_cnt(c) + (long)t_mailbox_cnt(c);
+	cached = t_free_cnt(c) + (long)t_mailbox_cnt(c) -
+		 (long)atomic_load(&c->inline_refills) * c->batch;
 	for (int i = 0; i < CHILD_OBJS; i++) {
 		obj[i] = alloc_wait(&fixed_ma, 0);
 		if (!obj[i])
@@ -389,6 +391,7 @@ static int child_on_vanished_threads_vcpu(void)
 		own += t_owner(obj[i]) == c;
 		irq_work_flush();	/* the refill this raised has landed */
 	}
+	cached += (long)atomic_load(&c->inline_refills) * c->batch;
 	for (int i = 0; i < CHILD_OBJS; i++)
 		bpf_mem_cache_free(&fixed_ma, obj[i]);
 	return own > cached ? CHILD_OK : CHILD_NO_REFILL;

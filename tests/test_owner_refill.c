@@ -158,6 +158,53 @@ static void test_per_cpu_objects_still_wait_for_the_refill_thread(void **state)
 	bpf_mem_alloc_destroy(&ma);
 }
 
+/*
+ * More *_free_rcu objects of the cache than its reuse slots hold wait for
+ * an RCU grace period (a reader holds it): the owner that runs dry waits
+ * for them, NULL once the shared CPU's objects are gone too, rather than
+ * take the backend's memory for as long as the grace period lasts.
+ */
+static void test_an_owner_waits_for_its_free_rcu_objects_instead_of_refilling(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	static void *p[BURST];
+	struct bpf_mem_cache *c;
+	struct t_reader *r;
+	unsigned long refills, backend;
+	int n;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, BIG, false), 0);
+	for (n = 0; n < BURST; n++) {
+		p[n] = alloc_of(&ma, 0);
+		assert_non_null(p[n]);
+	}
+	c = t_cache(&ma, 0, bpfmem_current_cpu());
+	r = t_reader_enter(false);
+	for (n = 0; n < BURST; n++)
+		bpf_mem_cache_free_rcu(&ma, p[n]);
+	irq_work_flush();
+	assert_true(atomic_load(&c->rcu_pending) > REUSE_SLOTS * c->high_watermark);
+	refill_stall();
+	refills = atomic_load(&c->inline_refills);
+	backend = atomic_load(&c->backend_allocs) +
+		  atomic_load(&t_cache(&ma, 0, SHARED_CPU)->backend_allocs);
+	for (n = 0; n < BURST && (p[n] = alloc_of(&ma, 0)); n++)
+		;
+	/* read before the refill thread runs what the allocations raised */
+	refills = atomic_load(&c->inline_refills) - refills;
+	backend = atomic_load(&c->backend_allocs) +
+		  atomic_load(&t_cache(&ma, 0, SHARED_CPU)->backend_allocs) - backend;
+	refill_resume();
+	assert_true(n < BURST);
+	assert_int_equal(refills, 0);
+	assert_int_equal(backend, 0);
+	while (n)
+		free_of(&ma, 0, p[--n]);
+	t_reader_leave(r);
+	bpfmem_rcu_barrier();
+	bpf_mem_alloc_destroy(&ma);
+}
+
 /* ---- fork ---- */
 
 static sem_t refill_entered, refill_go;
@@ -304,6 +351,7 @@ int main(void)
 			test_any_size_bursts_from_a_fresh_cache_get_no_null_with_the_refill_thread_stalled),
 		cmocka_unit_test(test_a_reentering_handler_is_served_by_the_shared_copys_own_refill),
 		cmocka_unit_test(test_per_cpu_objects_still_wait_for_the_refill_thread),
+		cmocka_unit_test(test_an_owner_waits_for_its_free_rcu_objects_instead_of_refilling),
 		cmocka_unit_test(test_fork_waits_for_another_threads_inline_refill),
 		cmocka_unit_test(test_fork_from_inside_an_inline_refill_does_not_wait_for_it),
 	};
