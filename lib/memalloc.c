@@ -509,6 +509,28 @@ static struct bpf_mem_cache *origin_hint(struct bpf_mem_cache *c)
 	return tgt;
 }
 
+/*
+ * Trims that found the slots of their origin taken wait on the trimming
+ * cache's trim_llist, for its owner to take back when it runs dry, up to
+ * TRIM_PARK_OBJS objects and half a MiB; past that the refill sends them
+ * through the grace periods to the backend.  A burst of large objects (a
+ * 4 KiB class keeps only 2 to 6, its slots hold 24) so comes back from its
+ * own trims, not from the backend, while a CPU that only frees holds at
+ * most that much per class.  Test builds may lower the bytes (0: every
+ * such trim goes to the grace periods).
+ */
+#define TRIM_PARK_BYTES		(512 * 1024)
+#if BPFMEM_TEST_SEAMS
+size_t memalloc_seam_trim_park_bytes = TRIM_PARK_BYTES;
+#define trim_park_bytes		memalloc_seam_trim_park_bytes
+#else
+#define trim_park_bytes		((size_t)TRIM_PARK_BYTES)
+#endif
+#define TRIM_PARK_MAX(c)							\
+	((int)min((size_t)TRIM_PARK_OBJS,					\
+		  trim_park_bytes /						\
+		  (size_t)atomic_load_explicit(&(c)->unit_size, memory_order_relaxed)))
+
 /* Trims that found no free reuse slot, and re-entrant frees, go to their
  * origin cache's tasks-trace path (the kernel's free_bulk). */
 static void free_bulk(struct bpf_mem_cache *c)
@@ -516,6 +538,9 @@ static void free_bulk(struct bpf_mem_cache *c)
 	struct llist_node *trimmed = llist_del_all(&c->trim_llist);
 	struct llist_node *extra = llist_del_all(&c->free_llist_extra);
 
+	if (trimmed)
+		atomic_fetch_sub_explicit(&c->trim_parked, (int)llist_count(trimmed),
+					  memory_order_relaxed);
 	if (extra) {
 		llist_last(extra)->next = trimmed;
 		trimmed = extra;
@@ -659,7 +684,9 @@ static void bpf_mem_refill(struct irq_work *work)
 		alloc_bulk(c, c->batch, false);
 		recycle_ttrace(c);
 	}
-	if (!llist_empty(&c->trim_llist) || !llist_empty(&c->free_llist_extra))
+	/* parked trims wait for their owner up to a bound */
+	if (atomic_load_explicit(&c->trim_parked, memory_order_relaxed) > TRIM_PARK_MAX(c) ||
+	    !llist_empty(&c->free_llist_extra))
 		free_bulk(c);
 	check_free_by_rcu(c);
 }
@@ -669,7 +696,8 @@ static void bpf_mem_refill(struct irq_work *work)
 /*
  * Inside the critical section, with an empty free_llist: take a ready
  * chain (O(1), its count comes with it), else what re-entrant frees left
- * on free_llist_extra.  Either way the list was empty, so LIFO order holds.
+ * on free_llist_extra, else this cache's parked trims.  Either way the
+ * list was empty, so LIFO order holds.
  */
 static void take_ready(struct bpf_mem_cache *c)
 {
@@ -680,6 +708,12 @@ static void take_ready(struct bpf_mem_cache *c)
 	if (!chain) {
 		chain = llist_del_all(&c->free_llist_extra);
 		cnt = (int)llist_count(chain);
+	}
+	if (!chain) {
+		/* its own trims, parked: exchange-only, like the refill */
+		chain = llist_del_all(&c->trim_llist);
+		cnt = (int)llist_count(chain);
+		atomic_fetch_sub_explicit(&c->trim_parked, cnt, memory_order_relaxed);
 	}
 	c->free_llist.first = chain;
 	atomic_store_explicit(&c->free_cnt, cnt, memory_order_relaxed);
@@ -708,7 +742,8 @@ static bool trim(struct bpf_mem_cache *c)
 	if (reuse_put(origin_hint(c), cut, cnt - keep))
 		return false;
 	llist_add_batch(cut, llist_last(cut), &c->trim_llist);
-	return true;
+	return atomic_fetch_add_explicit(&c->trim_parked, cnt - keep, memory_order_relaxed) +
+	       cnt - keep > TRIM_PARK_MAX(c);
 }
 
 /*
@@ -795,8 +830,7 @@ static void refill_inline(struct bpf_mem_cache *c)
 	 * as in the kernel.
 	 */
 	if (c->percpu_size ||
-	    atomic_load_explicit(&c->rcu_pending, memory_order_relaxed) > RCU_PENDING_MAX(c) ||
-	    atomic_load_explicit(&c->call_rcu_ttrace_in_progress, memory_order_relaxed))
+	    atomic_load_explicit(&c->rcu_pending, memory_order_relaxed) > RCU_PENDING_MAX(c))
 		return;
 	if (!inline_enter())
 		return;

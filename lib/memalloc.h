@@ -33,6 +33,9 @@
  * private; objects reach it from elsewhere only through the reuse slots.
  */
 
+/* Trims a cache parks for its owner, at most, per size class: see trim(). */
+#define TRIM_PARK_OBJS	128
+
 /* One ready chain of objects for the owner: see reuse_put()/reuse_take(). */
 #define REUSE_SLOTS	4
 #define REUSE_BUSY	((struct llist_node *)1)
@@ -87,7 +90,8 @@ struct bpf_mem_cache {
 
 	/* --- multi-producer lists, exchange-only consumers --- */
 	/* trims that found every reuse slot of their tgt taken: the owner adds
-	 * (CAS), refill takes all and sends them through the grace periods */
+	 * (CAS) and takes all back when it runs dry; past TRIM_PARK_MAX the
+	 * refill takes all and sends them through the grace periods */
 	struct llist_head trim_llist;
 	struct llist_head free_llist_extra;	/* frees that found active held; refill drains */
 	struct llist_head free_by_rcu;		/* *_free_rcu objects: batches of the owner,
@@ -118,6 +122,9 @@ struct bpf_mem_cache {
 
 	struct irq_work refill_work;
 	_Atomic bool draining;		/* destroy sets; refill and callbacks stop recycling */
+	/* objects on trim_llist: + by the owner after its push, - by whoever
+	 * took them (owner or refill), so it may lag the list; read racily */
+	_Atomic int trim_parked;
 
 	/* --- statistics, written on slow paths only --- */
 	_Atomic unsigned long backend_allocs, backend_frees, refills;
@@ -162,6 +169,8 @@ extern const int bpf_mem_sizes[NUM_CACHES] __hidden;
  * flight, and by fork preparation before it waits for another thread's. */
 extern void (*memalloc_seam_inline_refill)(void) __hidden;
 extern void (*memalloc_seam_fork_waits)(void) __hidden;
+/* Test build only: the bytes of trims a cache parks for its owner. */
+extern size_t memalloc_seam_trim_park_bytes __hidden;
 #endif
 
 /* Objects waiting in c's ready chains: exact for the owner (only it

@@ -53,8 +53,10 @@ __public int bpfmem_cache_stats(const struct bpf_mem_alloc *ma, int idx,
 		c = class_on(ma, idx, cpu);
 		if (!atomic_load_explicit(&c->unit_size, memory_order_acquire))
 			continue;
-		/* ready chains the owner has not taken yet are cached too */
-		cnt = atomic_load_explicit(&c->free_cnt, memory_order_relaxed) + reuse_ready(c);
+		/* ready chains and parked trims the owner has not taken yet
+		 * are cached too */
+		cnt = atomic_load_explicit(&c->free_cnt, memory_order_relaxed) + reuse_ready(c) +
+		      atomic_load_explicit(&c->trim_parked, memory_order_relaxed);
 		if (cnt > 0) {
 			out.cached += cnt;
 			out.cpus_used++;

@@ -248,6 +248,17 @@ static inline void t_slots_release(struct bpf_mem_cache *c)
 	}
 }
 
+/* Sets the bytes of trims a cache parks for its owner, returns the old
+ * value: tests of the trims' grace-period path park none (0) and put the
+ * default back at the end. */
+static inline size_t t_park_trims(size_t bytes)
+{
+	size_t old = memalloc_seam_trim_park_bytes;
+
+	memalloc_seam_trim_park_bytes = bytes;
+	return old;
+}
+
 static inline struct bpfmem_cache_stats t_stats(const struct bpf_mem_alloc *ma, int idx)
 {
 	struct bpfmem_cache_stats st = { .sz = sizeof(st) };

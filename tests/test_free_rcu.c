@@ -415,15 +415,19 @@ static void trimmed_stay_valid_while_reader_inside(struct bpf_mem_alloc *ma, boo
 static void test_trimmed_objects_stay_valid_while_rcu_reader_inside(void **state)
 {
 	static struct bpf_mem_alloc ma;
+	size_t park = t_park_trims(0);	/* trims past the slots: straight to the GPs */
 
 	trimmed_stay_valid_while_reader_inside(&ma, false);
+	t_park_trims(park);
 }
 
 static void test_trimmed_objects_stay_valid_while_trace_reader_inside(void **state)
 {
 	static struct bpf_mem_alloc ma;
+	size_t park = t_park_trims(0);	/* trims past the slots: straight to the GPs */
 
 	trimmed_stay_valid_while_reader_inside(&ma, true);
+	t_park_trims(park);
 }
 
 /*
@@ -443,6 +447,7 @@ static void test_trimmed_behind_trace_gp_in_flight_wait_for_own_gp(void **state)
 	struct bpf_mem_cache *c;
 	int got_there = 0, rounds = 0;
 	long early = 0;
+	size_t park = t_park_trims(0);	/* trims past the slots: straight to the GPs */
 
 	assert_int_equal(bpf_mem_alloc_init(&ma, 100, false), 0);
 	c = t_cache(&ma, 0, 0);
@@ -498,6 +503,7 @@ static void test_trimmed_behind_trace_gp_in_flight_wait_for_own_gp(void **state)
 		fail_msg("in %d rounds the first trimmed batch never went back while reader B "
 			 "was inside: the case this test is about did not happen", BEHIND_ROUNDS);
 	bpf_mem_alloc_destroy(&ma);
+	t_park_trims(park);
 }
 
 int main(void)

@@ -205,6 +205,72 @@ static void test_an_owner_waits_for_its_free_rcu_objects_instead_of_refilling(vo
 	bpf_mem_alloc_destroy(&ma);
 }
 
+/*
+ * Bursts of large objects (the 4096 class keeps 2 to 6, its slots hold
+ * 24): the frees trim past the slots, the trims wait parked for the
+ * owner, and the next burst takes them back.  With the refill thread
+ * stalled, nothing else could bring objects back; after the first burst
+ * the backend is not asked again.
+ */
+static void test_a_burst_of_large_objects_comes_back_from_its_own_trims(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	static void *p[BURST];
+	struct bpf_mem_cache *c = NULL;
+	unsigned long backend = 0;
+	long nulls = 0;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, BIG, false), 0);
+	refill_stall();
+	for (int cycle = 0; cycle < CYCLES; cycle++) {
+		int n = 0;
+
+		for (int i = 0; i < BURST; i++)
+			if ((p[n] = alloc_of(&ma, 0)))
+				n++;
+		nulls += BURST - n;
+		while (n)
+			free_of(&ma, 0, p[--n]);
+		c = t_cache(&ma, 0, bpfmem_current_cpu());
+		if (cycle == 0)
+			backend = atomic_load(&c->backend_allocs);
+	}
+	assert_true(atomic_load(&c->trim_parked) > 0);
+	backend = atomic_load(&c->backend_allocs) - backend;
+	refill_resume();
+	assert_int_equal(nulls, 0);
+	assert_int_equal(backend, 0);
+	bpf_mem_alloc_destroy(&ma);
+}
+
+/*
+ * A cache that only frees parks at most TRIM_PARK_OBJS of its trims; the
+ * rest go through the grace periods to the backend.
+ */
+static void test_parked_trims_past_the_bound_go_to_the_backend(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	static void *p[4 * TRIM_PARK_OBJS];
+	struct bpf_mem_cache *c;
+	unsigned long frees;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, BIG, false), 0);
+	for (int i = 0; i < 4 * TRIM_PARK_OBJS; i++) {
+		p[i] = alloc_of(&ma, 0);
+		assert_non_null(p[i]);
+	}
+	irq_work_flush();	/* only the frees' trims raise the work below */
+	c = t_cache(&ma, 0, bpfmem_current_cpu());
+	frees = atomic_load(&c->backend_frees);
+	for (int i = 0; i < 4 * TRIM_PARK_OBJS; i++)
+		free_of(&ma, 0, p[i]);
+	irq_work_flush();
+	bpfmem_rcu_barrier();
+	assert_true(atomic_load(&c->trim_parked) <= TRIM_PARK_OBJS);
+	assert_true(atomic_load(&c->backend_frees) - frees >= 2 * TRIM_PARK_OBJS);
+	bpf_mem_alloc_destroy(&ma);
+}
+
 /* ---- fork ---- */
 
 static sem_t refill_entered, refill_go;
@@ -309,14 +375,19 @@ static void test_fork_from_inside_an_inline_refill_does_not_wait_for_it(void **s
 {
 	static struct bpf_mem_alloc ma;
 	static void *p[BURST];
+	struct llist_node *ready[REUSE_SLOTS];
 	int idx = t_class_idx(BIG + T_HDR), n = 0, status;
 	struct bpf_mem_cache *c;
 	unsigned long refills;
 
 	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
 	free_of(&ma, BIG, alloc_of(&ma, BIG));
+	irq_work_flush();
 	c = t_cache(&ma, idx, bpfmem_current_cpu());
-	t_slots_block(c);
+	/* every slot taken, ready chains included: only the owner's own
+	 * refill can fill its list */
+	for (int i = 0; i < REUSE_SLOTS; i++)
+		ready[i] = atomic_exchange(&c->reuse[i].chain, REUSE_BUSY);
 	memalloc_seam_inline_refill = fork_inside_the_refill;
 	while (n < BURST && !atomic_load(&forked_inside))
 		p[n++] = alloc_of(&ma, BIG);
@@ -336,9 +407,10 @@ static void test_fork_from_inside_an_inline_refill_does_not_wait_for_it(void **s
 	assert_int_equal(waitpid(inner_child, &status, 0), inner_child);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
+	for (int i = 0; i < REUSE_SLOTS; i++)
+		atomic_store(&c->reuse[i].chain, ready[i]);
 	while (n)
 		free_of(&ma, BIG, p[--n]);
-	t_slots_release(c);
 	bpf_mem_alloc_destroy(&ma);
 }
 
@@ -352,6 +424,8 @@ int main(void)
 		cmocka_unit_test(test_a_reentering_handler_is_served_by_the_shared_copys_own_refill),
 		cmocka_unit_test(test_per_cpu_objects_still_wait_for_the_refill_thread),
 		cmocka_unit_test(test_an_owner_waits_for_its_free_rcu_objects_instead_of_refilling),
+		cmocka_unit_test(test_a_burst_of_large_objects_comes_back_from_its_own_trims),
+		cmocka_unit_test(test_parked_trims_past_the_bound_go_to_the_backend),
 		cmocka_unit_test(test_fork_waits_for_another_threads_inline_refill),
 		cmocka_unit_test(test_fork_from_inside_an_inline_refill_does_not_wait_for_it),
 	};

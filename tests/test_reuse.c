@@ -266,6 +266,7 @@ static void test_reuse_slots_hold_a_bounded_number_of_objects(void **state)
 	struct bpf_mem_cache *producer, *consumer;
 	unsigned long frees0;
 	int ready0, to_slots, trims;
+	size_t park = t_park_trims(0);	/* trims past the slots: straight to the GPs */
 
 	memset(&x, 0, sizeof(x));
 	x.ma = &ma;
@@ -294,6 +295,7 @@ static void test_reuse_slots_hold_a_bounded_number_of_objects(void **state)
 	assert_null(producer->waiting_for_gp_ttrace.first);
 	assert_true(llist_empty(&consumer->trim_llist));
 	bpf_mem_alloc_destroy(&ma);
+	t_park_trims(park);
 }
 
 /* What the owner (this thread, nothing else running) does when its list
@@ -324,6 +326,7 @@ static void test_refill_fills_every_free_slot_from_the_tasks_trace_lists(void **
 	struct bpf_mem_cache *c;
 	unsigned long allocs0;
 	int n;
+	size_t park = t_park_trims(0);	/* trims past the slots: straight to the GPs */
 
 	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
 	c = t_cache(&ma, 0, 0);
@@ -357,6 +360,7 @@ static void test_refill_fills_every_free_slot_from_the_tasks_trace_lists(void **
 	t_reader_leave(trace);
 	t_reader_leave(rcu);
 	bpf_mem_alloc_destroy(&ma);
+	t_park_trims(park);
 }
 
 /* ---- review findings ---- */
@@ -449,6 +453,7 @@ static void test_rcu_barrier_leaves_no_trimmed_object_waiting(void **state)
 	struct ttrace_churn t[TT_THREADS];
 	pthread_t th[TT_THREADS];
 	long waiting = 0;
+	size_t park = t_park_trims(0);	/* trims past the slots: straight to the GPs */
 
 	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
 	t_slots_block(t_cache(&ma, 0, bpfmem_nr_cpus()));
@@ -471,6 +476,7 @@ static void test_rcu_barrier_leaves_no_trimmed_object_waiting(void **state)
 	}
 	assert_int_equal(waiting, 0);
 	bpf_mem_alloc_destroy(&ma);
+	t_park_trims(park);
 }
 
 struct percpu_user {

@@ -9,6 +9,7 @@
  */
 #include "rel_common.h"
 #include "kernel/cpu.h"
+#include "memalloc.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -310,8 +311,9 @@ static void test_thread_churn_reuses_vcpus_and_leaks_nothing(void **state)
 		assert_true(distinct <= nr_cpus);
 	}
 	/* the vCPUs' caches are reused, not grown per thread: at most the
-	 * high watermark of every class on every vCPU, plus one RCU batch */
-	assert_true(max_held < (long)(nr_cpus + 1) * (11 * 96 + 96) + NR_THREADS);
+	 * high watermark and the parked trims of every class on every vCPU,
+	 * plus one RCU batch */
+	assert_true(max_held < (long)(nr_cpus + 1) * (11 * (96 + TRIM_PARK_OBJS) + 96) + NR_THREADS);
 	bpfmem_rcu_barrier();
 	bpf_mem_alloc_destroy(&any_ma);
 	bpf_mem_alloc_destroy(&fixed_ma);
