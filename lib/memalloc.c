@@ -521,7 +521,7 @@ static struct bpf_mem_cache *origin_hint(struct bpf_mem_cache *c)
  */
 #define TRIM_PARK_BYTES		(512 * 1024)
 #if BPFMEM_TEST_SEAMS
-size_t memalloc_seam_trim_park_bytes = TRIM_PARK_BYTES;
+_Atomic size_t memalloc_seam_trim_park_bytes = TRIM_PARK_BYTES;
 #define trim_park_bytes		memalloc_seam_trim_park_bytes
 #else
 #define trim_park_bytes		((size_t)TRIM_PARK_BYTES)
@@ -764,9 +764,15 @@ static _Atomic long inline_in_flight;	/* inline refills between enter and exit, 
 static __tls_ie int inline_mine;	/* of those, this thread's: handlers nest, each undoes its own */
 
 #if BPFMEM_TEST_SEAMS
-void (*memalloc_seam_inline_refill)(void);
-void (*memalloc_seam_fork_waits)(void);
-#define memalloc_seam(hook) do { if (hook) hook(); } while (0)
+void (*_Atomic memalloc_seam_inline_refill)(void);
+void (*_Atomic memalloc_seam_fork_waits)(void);
+#define memalloc_seam(hook)							\
+	do {									\
+		void (*fn)(void) = atomic_load_explicit(&(hook), memory_order_acquire); \
+									\
+		if (fn)							\
+			fn();						\
+	} while (0)
 #else
 #define memalloc_seam(hook) do { } while (0)
 #endif

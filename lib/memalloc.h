@@ -167,10 +167,10 @@ extern const int bpf_mem_sizes[NUM_CACHES] __hidden;
 #if BPFMEM_TEST_SEAMS
 /* Test build only: called by an inline refill while it counts as in
  * flight, and by fork preparation before it waits for another thread's. */
-extern void (*memalloc_seam_inline_refill)(void) __hidden;
-extern void (*memalloc_seam_fork_waits)(void) __hidden;
+extern void (*_Atomic memalloc_seam_inline_refill)(void) __hidden;
+extern void (*_Atomic memalloc_seam_fork_waits)(void) __hidden;
 /* Test build only: the bytes of trims a cache parks for its owner. */
-extern size_t memalloc_seam_trim_park_bytes __hidden;
+extern _Atomic size_t memalloc_seam_trim_park_bytes __hidden;
 #endif
 
 /* Objects waiting in c's ready chains: exact for the owner (only it

@@ -447,6 +447,190 @@ static void test_parent_keeps_working_after_forks(void **state)
 	assert_int_equal(atomic_load(&warnings), 0);
 }
 
+/* ---- fork against the owner's own refills (from the backend) ---- */
+
+#define BIG		4088	/* the 4096 class: batch 3, runs dry at once */
+#define BIG_OBJS	16
+
+/* The seams act for one thread only: the workers refill inline too. */
+static _Atomic(pthread_t) seam_thread;
+static sem_t refill_entered, refill_go;
+static _Atomic int refill_held, refill_finished, fork_waited;
+
+static bool seam_mine(void)
+{
+	return pthread_equal(pthread_self(), atomic_load(&seam_thread));
+}
+
+/* The thread's first inline refill stops while it holds the backend's objects. */
+static void hold_first_refill(void)
+{
+	if (!seam_mine() || atomic_exchange(&refill_held, 1))
+		return;
+	sem_post(&refill_entered);
+	while (sem_wait(&refill_go))
+		;
+	atomic_store(&refill_finished, 1);
+}
+
+/* Fork preparation is about to wait for it: let it finish. */
+static void release_the_refill(void)
+{
+	atomic_store(&fork_waited, 1);
+	sem_post(&refill_go);
+}
+
+struct refiller {
+	struct bpf_mem_alloc *ma;
+	void *obj[BIG_OBJS];
+	int n;
+};
+
+/* Allocates until its list, prefilled at attach, runs dry. */
+static void *refiller_main(void *arg)
+{
+	struct refiller *r = arg;
+
+	atomic_store(&seam_thread, pthread_self());
+	if (bpfmem_thread_attach(bpfmem_nr_cpus() - 1, 0))	/* no worker's */
+		return NULL;
+	while (r->n < BIG_OBJS && !atomic_load(&refill_held))
+		r->obj[r->n++] = bpf_mem_alloc(r->ma, BIG);
+	return NULL;
+}
+
+/* Takes every slot of c, ready chains included (saved in ready[]): only
+ * the owner's own refill can fill its list. */
+static void slots_take(struct bpf_mem_cache *c, struct llist_node **ready)
+{
+	for (int i = 0; i < REUSE_SLOTS; i++)
+		ready[i] = atomic_exchange(&c->reuse[i].chain, REUSE_BUSY);
+}
+
+static void slots_give_back(struct bpf_mem_cache *c, struct llist_node **ready)
+{
+	for (int i = 0; i < REUSE_SLOTS; i++)
+		atomic_store(&c->reuse[i].chain, ready[i]);
+}
+
+/* The child's exit status 0, or TSan stopped it before it ran (see above). */
+static void assert_child_ok(pid_t pid)
+{
+	int status;
+
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+#ifdef TSAN_CHILD_EXIT
+	if (WEXITSTATUS(status) == TSAN_CHILD_EXIT)
+		return;
+#endif
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/*
+ * A thread stands inside its inline refill when another forks: the child
+ * must see that refill finished (had fork copied it halfway, the child
+ * would have lost what the refill held of the backend).
+ */
+static void test_fork_waits_for_another_threads_inline_refill(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	static struct refiller r;
+	struct llist_node *ready[REUSE_SLOTS];
+	struct bpf_mem_cache *c;
+	pthread_t t;
+	pid_t pid;
+
+	(void)state;
+	memset(&r, 0, sizeof(r));
+	r.ma = &ma;
+	atomic_store(&refill_held, 0);
+	atomic_store(&refill_finished, 0);
+	atomic_store(&fork_waited, 0);
+	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
+	c = t_cache(&ma, t_class_idx(BIG + T_HDR), bpfmem_nr_cpus() - 1);
+	slots_take(c, ready);
+	sem_init(&refill_entered, 0, 0);
+	sem_init(&refill_go, 0, 0);
+	memalloc_seam_inline_refill = hold_first_refill;
+	memalloc_seam_fork_waits = release_the_refill;
+	assert_int_equal(pthread_create(&t, NULL, refiller_main, &r), 0);
+	while (sem_wait(&refill_entered))
+		;
+	pid = fork();
+	if (pid == 0)
+		_exit(atomic_load(&refill_finished) ? 0 : 1);
+	if (!atomic_load(&fork_waited))
+		sem_post(&refill_go);	/* fork did not wait: do not leave it stuck */
+	assert_int_equal(pthread_join(t, NULL), 0);
+	memalloc_seam_inline_refill = NULL;
+	memalloc_seam_fork_waits = NULL;
+	assert_true(pid > 0);
+	assert_true(atomic_load(&fork_waited));
+	assert_child_ok(pid);
+	assert_true(r.n > 0);
+	slots_give_back(c, ready);
+	while (r.n) {
+		assert_non_null(r.obj[--r.n]);
+		bpf_mem_free(&ma, r.obj[r.n]);
+	}
+	bpf_mem_alloc_destroy(&ma);
+}
+
+static _Atomic int forked_inside;
+static pid_t inner_child;
+
+/* A handler that interrupted the refill calls fork(). */
+static void fork_inside_the_refill(void)
+{
+	if (!seam_mine() || atomic_exchange(&forked_inside, 1))
+		return;
+	inner_child = fork();
+}
+
+/*
+ * fork() from inside this thread's own inline refill (a handler calling
+ * it) cannot wait for that refill, which ends only after the fork; in the
+ * child the refill finishes and later ones run again (the gate is open).
+ */
+static void test_fork_from_inside_an_inline_refill_does_not_wait_for_it(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	static void *p[BIG_OBJS];
+	struct llist_node *ready[REUSE_SLOTS];
+	struct bpf_mem_cache *c;
+	int n = 0;
+
+	(void)state;
+	atomic_store(&forked_inside, 0);
+	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
+	bpf_mem_free(&ma, bpf_mem_alloc(&ma, BIG));
+	irq_work_flush();
+	c = t_cache(&ma, t_class_idx(BIG + T_HDR), bpfmem_current_cpu());
+	slots_take(c, ready);
+	atomic_store(&seam_thread, pthread_self());
+	memalloc_seam_inline_refill = fork_inside_the_refill;
+	while (n < BIG_OBJS && !atomic_load(&forked_inside))
+		p[n++] = bpf_mem_alloc(&ma, BIG);
+	memalloc_seam_inline_refill = NULL;
+	assert_true(atomic_load(&forked_inside));
+	if (inner_child == 0) {
+		unsigned long refills = atomic_load(&c->inline_refills);
+		bool ok = p[n - 1] != NULL;
+
+		alarm(CHILD_TIMEOUT);
+		for (int i = 0; i < BIG_OBJS && ok; i++)
+			ok = bpf_mem_alloc(&ma, BIG) != NULL;
+		_exit(ok && atomic_load(&c->inline_refills) > refills ? 0 : 1);
+	}
+	assert_true(inner_child > 0);
+	assert_child_ok(inner_child);
+	slots_give_back(c, ready);
+	while (n)
+		bpf_mem_free(&ma, p[--n]);
+	bpf_mem_alloc_destroy(&ma);
+}
+
 /* A fork that never returns in the parent cannot be caught by the child's
  * alarm: fail the whole binary instead of waiting for the ctest timeout. */
 static void watchdog(int sig)
@@ -479,6 +663,8 @@ int main(void)
 		cmocka_unit_test(test_child_rcu_barrier_waits_for_its_free_rcu_objects),
 		cmocka_unit_test(test_child_finds_no_guard_or_slot_held_by_a_vanished_thread),
 		cmocka_unit_test(test_parent_keeps_working_after_forks),
+		cmocka_unit_test(test_fork_waits_for_another_threads_inline_refill),
+		cmocka_unit_test(test_fork_from_inside_an_inline_refill_does_not_wait_for_it),
 		cmocka_unit_test(test_parent_returns_everything_to_backend_after_forks),
 	};
 

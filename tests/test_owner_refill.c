@@ -4,12 +4,8 @@
  * batch ready takes one from the backend itself, as the kernel's irq_work
  * runs on the allocating CPU, instead of returning NULL until the refill
  * thread gets a CPU.  Per-CPU objects, whose backend is malloc, still wait
- * for the refill thread.  fork() waits for the refills other threads have
- * under way, never for the forking thread's own.
+ * for the refill thread.  (fork() against the owner's refills: test_fork.)
  */
-#define _GNU_SOURCE
-#include <sys/wait.h>
-
 #include "helpers.h"
 
 #define BURST	128
@@ -271,149 +267,6 @@ static void test_parked_trims_past_the_bound_go_to_the_backend(void **state)
 	bpf_mem_alloc_destroy(&ma);
 }
 
-/* ---- fork ---- */
-
-static sem_t refill_entered, refill_go;
-static _Atomic int refill_held, refill_finished, fork_waited;
-
-/* The first inline refill stops while it holds the backend's objects. */
-static void hold_first_refill(void)
-{
-	if (atomic_exchange(&refill_held, 1))
-		return;
-	sem_post(&refill_entered);
-	sem_wait(&refill_go);
-	atomic_store(&refill_finished, 1);
-}
-
-/* Fork preparation is about to wait for it: let it finish. */
-static void release_the_refill(void)
-{
-	atomic_store(&fork_waited, 1);
-	sem_post(&refill_go);
-}
-
-struct owner {
-	struct bpf_mem_alloc *ma;
-	void *obj[16];
-	int n;
-};
-
-/* Allocates until its list, prefilled at attach, runs dry. */
-static void *owner_thread(void *arg)
-{
-	struct owner *o = arg;
-
-	if (bpfmem_thread_attach(3, 0))
-		return NULL;
-	while (o->n < 16 && !atomic_load(&refill_held))
-		o->obj[o->n++] = bpf_mem_alloc(o->ma, BIG);
-	return NULL;
-}
-
-/*
- * A thread stands inside its inline refill when another forks: the child
- * must see that refill finished (had fork copied it halfway, the child
- * would have lost what the refill held of the backend).
- */
-static void test_fork_waits_for_another_threads_inline_refill(void **state)
-{
-	static struct bpf_mem_alloc ma;
-	struct owner o = { .ma = &ma };
-	pthread_t t;
-	int status;
-	pid_t pid;
-
-	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
-	/* nothing but the owner itself can fill its copy */
-	t_slots_block(t_cache(&ma, t_class_idx(BIG + T_HDR), 3));
-	sem_init(&refill_entered, 0, 0);
-	sem_init(&refill_go, 0, 0);
-	memalloc_seam_inline_refill = hold_first_refill;
-	memalloc_seam_fork_waits = release_the_refill;
-	assert_int_equal(pthread_create(&t, NULL, owner_thread, &o), 0);
-	sem_wait(&refill_entered);
-	pid = fork();
-	if (pid == 0)
-		_exit(atomic_load(&refill_finished) ? 0 : 1);
-	if (!atomic_load(&fork_waited))
-		sem_post(&refill_go);	/* fork did not wait: do not leave it stuck */
-	pthread_join(t, NULL);
-	memalloc_seam_inline_refill = NULL;
-	memalloc_seam_fork_waits = NULL;
-	assert_true(pid > 0);
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(atomic_load(&fork_waited));
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
-	assert_true(o.n > 0);
-	while (o.n) {
-		assert_non_null(o.obj[--o.n]);
-		bpf_mem_free(&ma, o.obj[o.n]);
-	}
-	t_slots_release(t_cache(&ma, t_class_idx(BIG + T_HDR), 3));
-	bpf_mem_alloc_destroy(&ma);
-}
-
-static _Atomic int forked_inside;
-static pid_t inner_child;
-
-/* A handler that interrupted the refill calls fork(). */
-static void fork_inside_the_refill(void)
-{
-	if (atomic_exchange(&forked_inside, 1))
-		return;
-	inner_child = fork();
-}
-
-/*
- * fork() from inside this thread's own inline refill (a handler calling
- * it) cannot wait for that refill, which ends only after the fork; in the
- * child the refill finishes and later ones run again.
- */
-static void test_fork_from_inside_an_inline_refill_does_not_wait_for_it(void **state)
-{
-	static struct bpf_mem_alloc ma;
-	static void *p[BURST];
-	struct llist_node *ready[REUSE_SLOTS];
-	int idx = t_class_idx(BIG + T_HDR), n = 0, status;
-	struct bpf_mem_cache *c;
-	unsigned long refills;
-
-	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
-	free_of(&ma, BIG, alloc_of(&ma, BIG));
-	irq_work_flush();
-	c = t_cache(&ma, idx, bpfmem_current_cpu());
-	/* every slot taken, ready chains included: only the owner's own
-	 * refill can fill its list */
-	for (int i = 0; i < REUSE_SLOTS; i++)
-		ready[i] = atomic_exchange(&c->reuse[i].chain, REUSE_BUSY);
-	memalloc_seam_inline_refill = fork_inside_the_refill;
-	while (n < BURST && !atomic_load(&forked_inside))
-		p[n++] = alloc_of(&ma, BIG);
-	memalloc_seam_inline_refill = NULL;
-	assert_true(atomic_load(&forked_inside));
-	if (inner_child == 0) {
-		/* the child: the interrupted refill delivered, and the next
-		 * ones run (the gate is open again) */
-		bool ok = p[n - 1] != NULL;
-
-		refills = atomic_load(&c->inline_refills);
-		for (int i = 0; i < BURST && ok; i++)
-			ok = alloc_of(&ma, BIG) != NULL;
-		_exit(ok && atomic_load(&c->inline_refills) > refills ? 0 : 1);
-	}
-	assert_true(inner_child > 0);
-	assert_int_equal(waitpid(inner_child, &status, 0), inner_child);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
-	for (int i = 0; i < REUSE_SLOTS; i++)
-		atomic_store(&c->reuse[i].chain, ready[i]);
-	while (n)
-		free_of(&ma, BIG, p[--n]);
-	bpf_mem_alloc_destroy(&ma);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -426,8 +279,6 @@ int main(void)
 		cmocka_unit_test(test_an_owner_waits_for_its_free_rcu_objects_instead_of_refilling),
 		cmocka_unit_test(test_a_burst_of_large_objects_comes_back_from_its_own_trims),
 		cmocka_unit_test(test_parked_trims_past_the_bound_go_to_the_backend),
-		cmocka_unit_test(test_fork_waits_for_another_threads_inline_refill),
-		cmocka_unit_test(test_fork_from_inside_an_inline_refill_does_not_wait_for_it),
 	};
 
 	return t_run(tests);
