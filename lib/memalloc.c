@@ -827,13 +827,12 @@ static void refill_inline(struct bpf_mem_cache *c)
 	int n;
 
 	/*
-	 * Nor while objects of this cache are on their way back through a
-	 * grace period: more *_free_rcu ones than the slots hold, or trimmed
-	 * ones in a tasks-trace stage, which the refill thread recycles.  A
-	 * stream of frees faster than grace periods end would otherwise grow
-	 * the heap by what waits, and a stalled grace period (a fork pauses
-	 * the callbacks) without bound.  The owner waits for them then: NULL,
-	 * as in the kernel.
+	 * Nor while more *_free_rcu objects of this cache than its slots hold
+	 * are on their way back through a grace period.  A stream of them
+	 * faster than grace periods end would otherwise grow the heap by what
+	 * waits, and a stalled grace period (a fork pauses the callbacks)
+	 * without bound.  The owner waits for them then: NULL, as in the
+	 * kernel.  (Its trims need no such rule: they wait parked for it.)
 	 */
 	if (c->percpu_size ||
 	    atomic_load_explicit(&c->rcu_pending, memory_order_relaxed) > RCU_PENDING_MAX(c))

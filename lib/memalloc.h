@@ -117,7 +117,9 @@ struct bpf_mem_cache {
 	/* *_free_rcu objects of this cache before their RCU grace period
 	 * ended: + as they join free_by_rcu (the owner a batch at a time,
 	 * anyone else one by one), - by __free_by_rcu.  Racy for readers: the
-	 * owner's refill only compares it with a bound */
+	 * owner's refill only compares it with a bound.  A fork child may keep
+	 * a batch lost with a vanished thread counted: its owner then waits
+	 * for the refill thread more often, as before inline refills */
 	_Atomic int rcu_pending;
 
 	struct irq_work refill_work;
