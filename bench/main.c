@@ -779,38 +779,39 @@ static void pair_vs_malloc(const char *row)
 		 worst);
 }
 
+/*
+ * Both libbpfmem rows against the best peer on `metric` (malloc peers only
+ * for a time, `lower` better): within `bound` times the peer (a time) or
+ * at least 1/`bound` of it (a rate), with NULL rates below 0.1 %.
+ */
+static void peer_ratio_target(const char *what, int cache, int any, const char *metric,
+			      const char *nulls, bool lower, double bound)
+{
+	struct target *t = target_add(what);
+	int bp = best_peer(metric, lower);
+	double p, c = med(cache, metric), a = med(any, metric);
+	double cn = med(cache, nulls), an = med(any, nulls);
+
+	if (bp < 0 || c <= 0 || a <= 0)
+		return;
+	p = med(bp, metric);
+	t->met = (lower ? c <= bound * p && a <= bound * p : c * bound >= p && a * bound >= p) &&
+		 cn < 0.1 && an < 0.1;
+	snprintf(t->detail, sizeof(t->detail),
+		 "bpfmem-cache %.2f (%.2fx), bpfmem-any %.2f (%.2fx), %s %.2f; NULL %.2f%% / %.2f%%",
+		 c, c / p, a, a / p, backends[bp].name, p, cn, an);
+}
+
 /* Issue 7 (refill without the thread round trip): NULL rates below 0.1 %. */
 static void evaluate_issue7_targets(int cache, int any, int naive)
 {
 	struct target *t;
 	int bp;
 
-	t = target_add("issue 7: batch128 64 B <= 1.5x the best malloc peer, NULL < 0.1%");
-	bp = best_peer("batch128.64", true);
-	if (bp >= 0 && med(cache, "batch128.64") > 0 && med(any, "batch128.64") > 0) {
-		double p = med(bp, "batch128.64"), c = med(cache, "batch128.64"),
-		       a = med(any, "batch128.64");
-		double cn = med(cache, "batch128.null%"), an = med(any, "batch128.null%");
-
-		t->met = c <= 1.5 * p && a <= 1.5 * p && cn < 0.1 && an < 0.1;
-		snprintf(t->detail, sizeof(t->detail),
-			 "bpfmem-cache %.2f ns (%.2fx), bpfmem-any %.2f ns (%.2fx), %s %.2f ns; "
-			 "NULL (every size) %.2f%% / %.2f%%", c, c / p, a, a / p, backends[bp].name,
-			 p, cn, an);
-	}
-
-	t = target_add("issue 7: xthread at or above the best peer, NULL < 0.1%");
-	bp = best_peer("xthread.Mobj/s", false);
-	if (bp >= 0 && med(cache, "xthread.Mobj/s") > 0 && med(any, "xthread.Mobj/s") > 0) {
-		double p = med(bp, "xthread.Mobj/s"), c = med(cache, "xthread.Mobj/s"),
-		       a = med(any, "xthread.Mobj/s");
-		double cn = med(cache, "xthread.null%"), an = med(any, "xthread.null%");
-
-		t->met = c >= p && a >= p && cn < 0.1 && an < 0.1;
-		snprintf(t->detail, sizeof(t->detail),
-			 "bpfmem-cache %.1f (%.2fx), bpfmem-any %.1f (%.2fx), %s %.1f Mobj/s; "
-			 "NULL %.2f%% / %.2f%%", c, c / p, a, a / p, backends[bp].name, p, cn, an);
-	}
+	peer_ratio_target("issue 7: batch128 64 B <= 1.5x the best malloc peer, NULL < 0.1%",
+			  cache, any, "batch128.64", "batch128.null%", true, 1.5);
+	peer_ratio_target("issue 7: xthread at or above the best peer, NULL < 0.1%",
+			  cache, any, "xthread.Mobj/s", "xthread.null%", false, 1.0);
 
 	t = target_add("issue 7: free_rcu >= 3x naive call_rcu, peak RSS no higher");
 	if (med(naive, "free_rcu.Mobj/s") > 0 && med(cache, "free_rcu.Mobj/s") > 0 &&

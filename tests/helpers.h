@@ -248,6 +248,21 @@ static inline void t_slots_release(struct bpf_mem_cache *c)
 	}
 }
 
+/*
+ * The refill thread stands still between these two calls: the fork
+ * handlers park it between works.  Raising still queues works; nothing in
+ * between may wait for one (irq_work_flush, destroy, barriers).
+ */
+static inline void t_refill_stall(void)
+{
+	irq_work_before_fork();
+}
+
+static inline void t_refill_resume(void)
+{
+	irq_work_after_fork_parent();
+}
+
 /* Sets the bytes of trims a cache parks for its owner, returns the old
  * value: tests of the trims' grace-period path park none (0) and put the
  * default back at the end. */

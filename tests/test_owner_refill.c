@@ -12,17 +12,6 @@
 #define CYCLES	1000
 #define BIG	4088	/* the largest any-size request: the 4096 class, batch 3 */
 
-/* The refill thread stands still in between: the fork handlers park it. */
-static void refill_stall(void)
-{
-	irq_work_before_fork();
-}
-
-static void refill_resume(void)
-{
-	irq_work_after_fork_parent();
-}
-
 static void *alloc_of(struct bpf_mem_alloc *ma, size_t size)
 {
 	return size ? bpf_mem_alloc(ma, size) : bpf_mem_cache_alloc(ma);
@@ -50,7 +39,7 @@ static void bursts_from_a_fresh_cache(struct bpf_mem_alloc *ma, size_t size, int
 
 	irq_work_flush();	/* the prefill has landed */
 	before = t_stats(ma, idx);
-	refill_stall();
+	t_refill_stall();
 	for (int c = 0; c < CYCLES; c++) {
 		int n = 0;
 
@@ -66,7 +55,7 @@ static void bursts_from_a_fresh_cache(struct bpf_mem_alloc *ma, size_t size, int
 			free_of(ma, size, p[--n]);
 	}
 	after = t_stats(ma, idx);
-	refill_resume();
+	t_refill_resume();
 	assert_int_equal(nulls, 0);
 	assert_int_equal(after.refills, before.refills);
 	/* the first burst outgrew the prefill: at least one refill per batch
@@ -118,7 +107,7 @@ static void test_a_reentering_handler_is_served_by_the_shared_copys_own_refill(v
 	own = t_cache(&ma, idx, bpfmem_current_cpu());
 	shared = t_cache(&ma, idx, SHARED_CPU);
 	shared_refills = atomic_load(&shared->inline_refills);
-	refill_stall();
+	t_refill_stall();
 	local_inc_return(&own->active);	/* as the interrupted owner holds it */
 	for (int i = 0; i < BURST; i++) {
 		p[i] = alloc_of(&ma, BIG);
@@ -126,7 +115,7 @@ static void test_a_reentering_handler_is_served_by_the_shared_copys_own_refill(v
 		assert_ptr_equal(*(struct bpf_mem_cache **)((char *)p[i] - T_HDR), shared);
 	}
 	local_dec(&own->active);
-	refill_resume();
+	t_refill_resume();
 	assert_true(atomic_load(&shared->inline_refills) > shared_refills);
 	for (int i = 0; i < BURST; i++)
 		free_of(&ma, BIG, p[i]);
@@ -143,10 +132,10 @@ static void test_per_cpu_objects_still_wait_for_the_refill_thread(void **state)
 
 	assert_int_equal(bpf_mem_alloc_init(&ma, 64, true), 0);
 	irq_work_flush();
-	refill_stall();
+	t_refill_stall();
 	while (n < 64 && (p[n] = bpf_mem_cache_alloc(&ma)))
 		n++;
-	refill_resume();
+	t_refill_resume();
 	assert_true(n < 64);
 	assert_int_equal(t_stats(&ma, 0).inline_refills, 0);
 	while (n)
@@ -180,7 +169,7 @@ static void test_an_owner_waits_for_its_free_rcu_objects_instead_of_refilling(vo
 		bpf_mem_cache_free_rcu(&ma, p[n]);
 	irq_work_flush();
 	assert_true(atomic_load(&c->rcu_pending) > REUSE_SLOTS * c->high_watermark);
-	refill_stall();
+	t_refill_stall();
 	refills = atomic_load(&c->inline_refills);
 	backend = atomic_load(&c->backend_allocs) +
 		  atomic_load(&t_cache(&ma, 0, SHARED_CPU)->backend_allocs);
@@ -190,7 +179,7 @@ static void test_an_owner_waits_for_its_free_rcu_objects_instead_of_refilling(vo
 	refills = atomic_load(&c->inline_refills) - refills;
 	backend = atomic_load(&c->backend_allocs) +
 		  atomic_load(&t_cache(&ma, 0, SHARED_CPU)->backend_allocs) - backend;
-	refill_resume();
+	t_refill_resume();
 	assert_true(n < BURST);
 	assert_int_equal(refills, 0);
 	assert_int_equal(backend, 0);
@@ -217,7 +206,7 @@ static void test_a_burst_of_large_objects_comes_back_from_its_own_trims(void **s
 	long nulls = 0;
 
 	assert_int_equal(bpf_mem_alloc_init(&ma, BIG, false), 0);
-	refill_stall();
+	t_refill_stall();
 	for (int cycle = 0; cycle < CYCLES; cycle++) {
 		int n = 0;
 
@@ -233,7 +222,7 @@ static void test_a_burst_of_large_objects_comes_back_from_its_own_trims(void **s
 	}
 	assert_true(atomic_load(&c->trim_parked) > 0);
 	backend = atomic_load(&c->backend_allocs) - backend;
-	refill_resume();
+	t_refill_resume();
 	assert_int_equal(nulls, 0);
 	assert_int_equal(backend, 0);
 	bpf_mem_alloc_destroy(&ma);

@@ -21,21 +21,6 @@
 #define BURST		128
 #define CYCLES		1000
 
-/*
- * The refill thread stands still between these two calls: the fork
- * handlers park it between works.  Raising still queues works; nothing in
- * between may wait for one (irq_work_flush, destroy, barriers).
- */
-static void refill_stall(void)
-{
-	irq_work_before_fork();
-}
-
-static void refill_resume(void)
-{
-	irq_work_after_fork_parent();
-}
-
 static void *alloc_retry(struct bpf_mem_alloc *ma, size_t size)
 {
 	for (int i = 0; i < 100000; i++) {
@@ -73,7 +58,7 @@ static void bursts_with_refill_stalled(struct bpf_mem_alloc *ma, size_t size)
 	for (int i = 0; i < BURST; i++)
 		free_any(ma, size, p[i]);
 	irq_work_flush();
-	refill_stall();
+	t_refill_stall();
 	for (int c = 0; c < CYCLES; c++) {
 		int n = 0;
 
@@ -88,7 +73,7 @@ static void bursts_with_refill_stalled(struct bpf_mem_alloc *ma, size_t size)
 		while (n)
 			free_any(ma, size, p[--n]);
 	}
-	refill_resume();
+	t_refill_resume();
 	assert_int_equal(nulls, 0);
 }
 
@@ -201,12 +186,12 @@ static void *collect(void *arg)
 	int n = 0;
 
 	k->ret = bpfmem_thread_attach(PRODUCER_CPU, 0);
-	refill_stall();
+	t_refill_stall();
 	for (void *p; n < 2 * XOBJS_MAX && (p = bpf_mem_cache_alloc(k->x->ma)); n++) {
 		got[n] = p;
 		k->back += in_xfer(k->x, p);
 	}
-	refill_resume();
+	t_refill_resume();
 	while (n)
 		bpf_mem_cache_free(k->x->ma, got[--n]);
 	return NULL;
@@ -381,9 +366,9 @@ static void test_fork_child_requeues_a_refill_left_pending_by_a_vanished_thread(
 	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
 	c = t_cache(&ma, 0, 0);
 	irq_work_flush();
-	refill_stall();		/* nothing runs the work while we fake it */
+	t_refill_stall();		/* nothing runs the work while we fake it */
 	atomic_fetch_or(&c->refill_work.flags, IRQ_WORK_PENDING | IRQ_WORK_BUSY);
-	refill_resume();
+	t_refill_resume();
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
