@@ -954,7 +954,7 @@ static __always_inline bool free_note(struct bpf_mem_cache *c, struct llist_node
 static void *unit_alloc_slow(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl,
 			     bool may_refill)
 {
-	bool shared = c == tmpl, refill = false;
+	bool shared = c == tmpl, refill = false, low = false;
 	struct cache_guard g = cache_enter(c, shared);
 	struct llist_node *llnode = NULL;
 
@@ -977,15 +977,24 @@ static void *unit_alloc_slow(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl
 		cnt = free_cnt_add(c, llnode ? -1 : 0);
 		/* the kernel's rule, with the ready chains counted as cached */
 		cached = cnt + reuse_ready(c);
-		refill |= cached < c->low_watermark;
+		low = cached < c->low_watermark;
 		/* back here at the low watermark; or only once the list is
 		 * empty, when a chain is ready or the refill was raised */
-		c->alloc_floor = refill || cached > cnt ? 0 : c->low_watermark;
+		c->alloc_floor = refill || low || cached > cnt ? 0 : c->low_watermark;
 	}
 	cache_exit(c, shared, g);
 
-	if (refill)
+	/*
+	 * A refill that only keeps a batch ready is lazy: if the list runs
+	 * dry first, the owner refills itself, so it must not pay for waking
+	 * the thread (a system call and a wake-up, microseconds) on its way
+	 * out of here.  One it waits for is not: per-CPU objects, which it
+	 * cannot refill itself, or a list it left empty.
+	 */
+	if (refill || (low && (!llnode || c->percpu_size)))
 		irq_work_queue(&c->refill_work);
+	else if (low)
+		irq_work_queue_lazy(&c->refill_work);
 	/* still empty (per-CPU objects before their refill lands, objects on
 	 * their way back, a backend out of memory, a fork under way): borrow
 	 * from the shared CPU; it refills itself only for a handler that

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * irq_work (lib/kernel/irq_work.h): deduplication while pending, re-run when
- * raised during its run, irq_work_sync and irq_work_flush waiting.  A
- * "blocker" work holds the refill thread so that the queue state is known.
+ * raised during its run, irq_work_sync and irq_work_flush waiting, lazy
+ * raises and the wake-ups they save.  A "blocker" work holds the refill
+ * thread so that the queue state is known.
  */
 #include "helpers.h"
 
@@ -54,6 +55,95 @@ static void hold_worker(struct irq_work *blocker)
 	init_irq_work(blocker, blocker_fn);
 	assert_true(irq_work_queue(blocker));
 	sem_wait(&started);
+}
+
+/* Waits until the thread ticks (true) or sleeps until written to (false):
+ * it changes state only between works, after a lazy one or after
+ * IRQ_WORK_IDLE_TICKS idle ticks. */
+static void wait_ticking(bool on)
+{
+	while (irq_work_seam_ticking() != on)
+		usleep(1000);
+}
+
+static unsigned long kicks(void)
+{
+	return atomic_load(&irq_work_seam_kicks);
+}
+
+/* The thread sleeps until written to: a lazy raise must wake it. */
+static void test_lazy_work_raised_while_the_thread_sleeps_wakes_it(void **state)
+{
+	static struct irq_work w;
+	unsigned long k;
+
+	wait_ticking(false);
+	init_irq_work(&w, count_fn);
+	atomic_store(&runs, 0);
+	k = kicks();
+	assert_true(irq_work_queue_lazy(&w));
+	irq_work_sync(&w);
+	assert_int_equal(atomic_load(&runs), 1);
+	assert_int_equal(kicks(), k + 1);
+}
+
+/* After lazy work the thread ticks: the next lazy raise only queues, and
+ * the tick runs it. */
+static void test_lazy_work_raised_while_the_thread_ticks_costs_no_wake_up(void **state)
+{
+	static struct irq_work w;
+	unsigned long k;
+
+	init_irq_work(&w, count_fn);
+	atomic_store(&runs, 0);
+	assert_true(irq_work_queue_lazy(&w));
+	irq_work_sync(&w);
+	wait_ticking(true);
+	k = kicks();
+	assert_true(irq_work_queue_lazy(&w));
+	irq_work_sync(&w);
+	assert_int_equal(atomic_load(&runs), 2);
+	assert_int_equal(kicks(), k);
+}
+
+/* An urgent raise of a work that waits lazily for the tick wakes the
+ * thread for it (once), and the work still runs once. */
+static void test_urgent_raise_of_lazily_pending_work_wakes_the_thread(void **state)
+{
+	static struct irq_work w, blocker;
+	unsigned long k;
+
+	init_irq_work(&w, count_fn);
+	atomic_store(&runs, 0);
+	assert_true(irq_work_queue_lazy(&w));
+	irq_work_sync(&w);
+	wait_ticking(true);
+	hold_worker(&blocker);
+	k = kicks();
+	assert_true(irq_work_queue_lazy(&w));
+	assert_int_equal(kicks(), k);
+	assert_false(irq_work_queue(&w));
+	assert_int_equal(kicks(), k + 1);
+	assert_false(irq_work_queue(&w));	/* no longer lazy: no second write */
+	assert_int_equal(kicks(), k + 1);
+	sem_post(&go);
+	irq_work_sync(&w);
+	assert_int_equal(atomic_load(&runs), 2);
+}
+
+/* A lazy raise of a work already pending from an urgent one changes
+ * nothing: the thread was woken for it. */
+static void test_lazy_raise_of_urgently_pending_work_keeps_it_urgent(void **state)
+{
+	static struct irq_work w, blocker;
+
+	init_irq_work(&w, count_fn);
+	hold_worker(&blocker);
+	assert_true(irq_work_queue(&w));
+	assert_false(irq_work_queue_lazy(&w));
+	assert_int_equal(atomic_load(&w.flags) & IRQ_WORK_LAZY, 0);
+	sem_post(&go);
+	irq_work_sync(&w);
 }
 
 static void test_work_raised_twice_before_it_runs_runs_once(void **state)
@@ -166,6 +256,10 @@ int main(void)
 		cmocka_unit_test(test_sync_of_an_idle_work_returns),
 		cmocka_unit_test(test_flush_waits_for_every_queued_work),
 		cmocka_unit_test(test_work_raised_from_a_signal_handler_runs),
+		cmocka_unit_test(test_lazy_work_raised_while_the_thread_sleeps_wakes_it),
+		cmocka_unit_test(test_lazy_work_raised_while_the_thread_ticks_costs_no_wake_up),
+		cmocka_unit_test(test_urgent_raise_of_lazily_pending_work_wakes_the_thread),
+		cmocka_unit_test(test_lazy_raise_of_urgently_pending_work_keeps_it_urgent),
 	};
 	const char *filter = getenv("T_FILTER");
 

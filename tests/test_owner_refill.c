@@ -256,6 +256,50 @@ static void test_parked_trims_past_the_bound_go_to_the_backend(void **state)
 	bpf_mem_alloc_destroy(&ma);
 }
 
+/*
+ * An allocation below the low watermark that still got an object raises the
+ * refill lazily: the owner refills itself if it runs dry first, so it does
+ * not pay for waking the thread.  Per-CPU objects, which only the thread
+ * refills, raise it at once.
+ */
+static void refill_raised_below_low_watermark(bool percpu, bool lazy)
+{
+	static struct bpf_mem_alloc ma;
+	static void *p[8];
+	struct irq_work *w;
+	unsigned int flags = 0;
+	int n = 0;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 64, percpu), 0);
+	irq_work_flush();	/* the prefill has landed, nothing is pending */
+	w = &t_cache(&ma, 0, 0)->refill_work;
+	t_refill_stall();
+	/* until the cache, ready chains counted, is below its low watermark
+	 * (the first allocation, unless a batch was made ready at init) */
+	while (n < 8 && !(flags & IRQ_WORK_PENDING) && (p[n] = bpf_mem_cache_alloc(&ma))) {
+		n++;
+		flags = atomic_load(&w->flags);
+	}
+	t_refill_resume();
+	assert_true(n > 0 && p[n - 1]);
+	assert_true(flags & IRQ_WORK_PENDING);
+	assert_int_equal(!!(flags & IRQ_WORK_LAZY), lazy);
+	irq_work_flush();
+	while (n)
+		bpf_mem_cache_free(&ma, p[--n]);
+	bpf_mem_alloc_destroy(&ma);
+}
+
+static void test_a_refill_that_only_keeps_a_batch_ready_is_raised_lazily(void **state)
+{
+	refill_raised_below_low_watermark(false, true);
+}
+
+static void test_a_per_cpu_refill_is_raised_at_once(void **state)
+{
+	refill_raised_below_low_watermark(true, false);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -268,6 +312,8 @@ int main(void)
 		cmocka_unit_test(test_an_owner_waits_for_its_free_rcu_objects_instead_of_refilling),
 		cmocka_unit_test(test_a_burst_of_large_objects_comes_back_from_its_own_trims),
 		cmocka_unit_test(test_parked_trims_past_the_bound_go_to_the_backend),
+		cmocka_unit_test(test_a_refill_that_only_keeps_a_batch_ready_is_raised_lazily),
+		cmocka_unit_test(test_a_per_cpu_refill_is_raised_at_once),
 	};
 
 	return t_run(tests);

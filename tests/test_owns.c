@@ -338,6 +338,77 @@ static void test_single_unit_chunks_are_unmapped_at_their_free(void **state)
 	kmem_cache_destroy(s);
 }
 
+static bool page_resident(const void *addr)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	unsigned char vec = 0;
+
+	assert_int_equal(mincore((void *)((uintptr_t)addr & ~(uintptr_t)(page - 1)), 1, &vec), 0);
+	return vec & 1;
+}
+
+/* Whether this kernel (or emulator) prefaults with MADV_POPULATE_WRITE. */
+static bool populate_works(void)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	char *p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	bool ok;
+
+	assert_true(p != MAP_FAILED);
+	ok = madvise(p, page, MADV_POPULATE_WRITE) == 0 && page_resident(p);
+	munmap(p, page);
+	return ok;
+}
+
+/* Units of 4096 bytes taken one at a time, the way a large class grows. */
+static void take_units_one_by_one(struct kmem_cache *s, struct llist_node **unit, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct llist_node *last;
+
+		assert_int_equal(kmem_cache_alloc_bulk(s, 1, &unit[i], &last), 1);
+	}
+}
+
+/*
+ * Past its first 16 units, a chunk of a large class prefaults the pages of
+ * the next ones in one call, where each would take a page fault.  Where the
+ * call is refused (a kernel before 5.14, an emulator), the pages fault in
+ * when touched, as before.
+ */
+static void test_a_growing_large_class_prefaults_the_pages_of_its_next_units(void **state)
+{
+	struct kmem_cache *s = kmem_cache_create(4096, 0);
+	struct llist_node *unit[17];
+	char *next;
+
+	assert_non_null(s);
+	take_units_one_by_one(s, unit, 17);
+	/* unit 16 was the 17th: units 17 .. 16 + 32 come next */
+	next = (char *)unit[16] + 20 * 4096;
+	assert_int_equal(page_resident(next), populate_works());
+	*next = 1;
+	assert_true(page_resident(next));
+	for (int i = 0; i < 17; i++)
+		kmem_cache_free(s, unit[i]);
+	kmem_cache_destroy(s);
+}
+
+/* A cache that took a few units keeps only the pages it touched. */
+static void test_a_cache_that_took_a_few_units_prefaults_nothing(void **state)
+{
+	struct kmem_cache *s = kmem_cache_create(4096, 0);
+	struct llist_node *unit[4];
+
+	assert_non_null(s);
+	take_units_one_by_one(s, unit, 4);
+	assert_true(page_resident(unit[3]));
+	assert_false(page_resident((char *)unit[3] + 2 * 4096));
+	for (int i = 0; i < 4; i++)
+		kmem_cache_free(s, unit[i]);
+	kmem_cache_destroy(s);
+}
+
 struct ranges {
 	int n;
 	uintptr_t start[64], end[64];
@@ -541,6 +612,8 @@ int main(void)
 		cmocka_unit_test(test_owns_large_units_of_fixed_size_caches),
 		cmocka_unit_test(test_chunks_go_back_to_the_system_when_all_their_units_have),
 		cmocka_unit_test(test_single_unit_chunks_are_unmapped_at_their_free),
+		cmocka_unit_test(test_a_growing_large_class_prefaults_the_pages_of_its_next_units),
+		cmocka_unit_test(test_a_cache_that_took_a_few_units_prefaults_nothing),
 		cmocka_unit_test(test_for_each_chunk_reports_ranges_holding_every_object),
 		cmocka_unit_test(test_for_each_chunk_rejects_per_cpu_and_zeroed_allocators),
 		cmocka_unit_test(test_owns_answers_while_other_threads_free_trim_and_unmap),
