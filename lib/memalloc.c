@@ -510,8 +510,8 @@ static struct bpf_mem_cache *origin_hint(struct bpf_mem_cache *c)
 }
 
 /*
- * Trims that found the slots of their origin taken wait on the trimming
- * cache's trim_llist, for its owner to take back when it runs dry, up to
+ * Trims that found the slots of their origin taken are parked on the
+ * trimming cache, for its owner to take back when it runs dry, up to
  * TRIM_PARK_OBJS objects and half a MiB; past that the refill sends them
  * through the grace periods to the backend.  A burst of large objects (a
  * 4 KiB class keeps only 2 to 6, its slots hold 24) so comes back from its
@@ -538,9 +538,6 @@ static void free_bulk(struct bpf_mem_cache *c)
 	struct llist_node *trimmed = llist_del_all(&c->trim_llist);
 	struct llist_node *extra = llist_del_all(&c->free_llist_extra);
 
-	if (trimmed)
-		atomic_fetch_sub_explicit(&c->trim_parked, (int)llist_count(trimmed),
-					  memory_order_relaxed);
 	if (extra) {
 		llist_last(extra)->next = trimmed;
 		trimmed = extra;
@@ -684,9 +681,8 @@ static void bpf_mem_refill(struct irq_work *work)
 		alloc_bulk(c, c->batch, false);
 		recycle_ttrace(c);
 	}
-	/* parked trims wait for their owner up to a bound */
-	if (atomic_load_explicit(&c->trim_parked, memory_order_relaxed) > TRIM_PARK_MAX(c) ||
-	    !llist_empty(&c->free_llist_extra))
+	/* trims past the parked ones, and re-entrant frees */
+	if (!llist_empty(&c->trim_llist) || !llist_empty(&c->free_llist_extra))
 		free_bulk(c);
 	check_free_by_rcu(c);
 }
@@ -710,10 +706,15 @@ static void take_ready(struct bpf_mem_cache *c)
 		cnt = (int)llist_count(chain);
 	}
 	if (!chain) {
-		/* its own trims, parked: exchange-only, like the refill */
-		chain = llist_del_all(&c->trim_llist);
-		cnt = (int)llist_count(chain);
-		atomic_fetch_sub_explicit(&c->trim_parked, cnt, memory_order_relaxed);
+		/* its own trims, parked, with their count: a large class's are
+		 * up to 128 objects on as many cold pages, not to be walked */
+		chain = c->parked;
+		cnt = atomic_load_explicit(&c->parked_cnt, memory_order_relaxed);
+		/* emptied first: a fork child copying us halfway may lose
+		 * them, never see them twice */
+		c->parked = NULL;
+		atomic_store_explicit(&c->parked_cnt, 0, memory_order_relaxed);
+		barrier();
 	}
 	c->free_llist.first = chain;
 	atomic_store_explicit(&c->free_cnt, cnt, memory_order_relaxed);
@@ -722,14 +723,16 @@ static void take_ready(struct bpf_mem_cache *c)
 /*
  * Above the high watermark: keep the (low+high)/2 most recently freed
  * objects, which are the cache-hot ones, and hand the rest to the origin
- * cache as one ready chain.  If its slots are all taken, they go to the
- * refill thread and through the grace periods; true then.
+ * cache as one ready chain.  If its slots are all taken, they are parked
+ * here for the owner; past the bound they go to the refill thread and
+ * through the grace periods, and true then.
  */
 static bool trim(struct bpf_mem_cache *c)
 {
 	int cnt = atomic_load_explicit(&c->free_cnt, memory_order_relaxed);
 	int keep = (c->low_watermark + c->high_watermark) / 2;
-	struct llist_node *last = c->free_llist.first, *cut;
+	int parked = atomic_load_explicit(&c->parked_cnt, memory_order_relaxed);
+	struct llist_node *last = c->free_llist.first, *cut, *cut_last;
 
 	for (int i = 1; i < keep; i++)
 		last = last->next;
@@ -741,9 +744,16 @@ static bool trim(struct bpf_mem_cache *c)
 			      memory_order_relaxed);
 	if (reuse_put(origin_hint(c), cut, cnt - keep))
 		return false;
-	llist_add_batch(cut, llist_last(cut), &c->trim_llist);
-	return atomic_fetch_add_explicit(&c->trim_parked, cnt - keep, memory_order_relaxed) +
-	       cnt - keep > TRIM_PARK_MAX(c);
+	cut_last = llist_last(cut);	/* the cold end: cnt - keep objects */
+	if (parked + cnt - keep > TRIM_PARK_MAX(c)) {
+		llist_add_batch(cut, cut_last, &c->trim_llist);
+		return true;
+	}
+	cut_last->next = c->parked;
+	barrier();	/* linked before it is parked (fork) */
+	c->parked = cut;
+	atomic_store_explicit(&c->parked_cnt, parked + cnt - keep, memory_order_relaxed);
+	return false;
 }
 
 /*
@@ -1490,6 +1500,9 @@ static void drain_mem_cache(struct bpf_mem_cache *c)
 			free_all(c, chain);
 	}
 	free_all(c, llist_del_all(&c->trim_llist));
+	free_all(c, c->parked);
+	c->parked = NULL;
+	atomic_store_explicit(&c->parked_cnt, 0, memory_order_relaxed);
 	free_all(c, llist_del_all(&c->free_llist_extra));
 	free_all(c, llist_del_all(&c->free_by_rcu));
 	free_all(c, c->rcu_local_first);

@@ -89,9 +89,8 @@ struct bpf_mem_cache {
 	struct reuse_slot reuse[REUSE_SLOTS] ____cacheline_aligned;
 
 	/* --- multi-producer lists, exchange-only consumers --- */
-	/* trims that found every reuse slot of their tgt taken: the owner adds
-	 * (CAS) and takes all back when it runs dry; past TRIM_PARK_MAX the
-	 * refill takes all and sends them through the grace periods */
+	/* trims past TRIM_PARK_MAX parked ones (see `parked`): the owner adds
+	 * (CAS), the refill takes all and sends them through the grace periods */
 	struct llist_head trim_llist;
 	struct llist_head free_llist_extra;	/* frees that found active held; refill drains */
 	struct llist_head free_by_rcu;		/* *_free_rcu objects: batches of the owner,
@@ -124,9 +123,8 @@ struct bpf_mem_cache {
 
 	struct irq_work refill_work;
 	_Atomic bool draining;		/* destroy sets; refill and callbacks stop recycling */
-	/* objects on trim_llist: + by the owner after its push, - by whoever
-	 * took them (owner or refill), so it may lag the list; read racily */
-	_Atomic int trim_parked;
+	/* objects on `parked`: the owner writes, stats read racily */
+	_Atomic int parked_cnt;
 
 	/* --- statistics, written on slow paths only --- */
 	_Atomic unsigned long backend_allocs, backend_frees, refills;
@@ -136,6 +134,12 @@ struct bpf_mem_cache {
 	 * of this size class; every copy reaches it as shared->slab (NULL for
 	 * per-CPU objects, which keep kmalloc and __alloc_percpu) */
 	struct kmem_cache *slab;
+
+	/* owner, inside the critical section: trims that found every reuse
+	 * slot of their tgt taken, parked (NULL-terminated, parked_cnt long)
+	 * for the owner to take back whole, count included, when its list
+	 * runs dry; trims past TRIM_PARK_MAX go to trim_llist instead */
+	struct llist_node *parked;
 };
 
 struct bpf_mem_caches {

@@ -56,7 +56,7 @@ __public int bpfmem_cache_stats(const struct bpf_mem_alloc *ma, int idx,
 		/* ready chains and parked trims the owner has not taken yet
 		 * are cached too */
 		cnt = atomic_load_explicit(&c->free_cnt, memory_order_relaxed) + reuse_ready(c) +
-		      atomic_load_explicit(&c->trim_parked, memory_order_relaxed);
+		      atomic_load_explicit(&c->parked_cnt, memory_order_relaxed);
 		if (cnt > 0) {
 			out.cached += cnt;
 			out.cpus_used++;

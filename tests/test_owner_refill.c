@@ -220,7 +220,7 @@ static void test_a_burst_of_large_objects_comes_back_from_its_own_trims(void **s
 		if (cycle == 0)
 			backend = atomic_load(&c->backend_allocs);
 	}
-	assert_true(atomic_load(&c->trim_parked) > 0);
+	assert_true(atomic_load(&c->parked_cnt) > 0);
 	backend = atomic_load(&c->backend_allocs) - backend;
 	t_refill_resume();
 	assert_int_equal(nulls, 0);
@@ -251,7 +251,9 @@ static void test_parked_trims_past_the_bound_go_to_the_backend(void **state)
 		free_of(&ma, 0, p[i]);
 	irq_work_flush();
 	bpfmem_rcu_barrier();
-	assert_true(atomic_load(&c->trim_parked) <= TRIM_PARK_OBJS);
+	/* full up to the last trim that would have gone past the bound */
+	assert_true(atomic_load(&c->parked_cnt) <= TRIM_PARK_OBJS);
+	assert_true(atomic_load(&c->parked_cnt) > TRIM_PARK_OBJS - c->high_watermark);
 	assert_true(atomic_load(&c->backend_frees) - frees >= 2 * TRIM_PARK_OBJS);
 	bpf_mem_alloc_destroy(&ma);
 }
