@@ -156,7 +156,7 @@ static void destroy_slab(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl, vo
 	kmem_cache_destroy(c->slab);
 }
 
-/* ---- reuse slots (see struct reuse_slot) ---- */
+/* ---- reuse slots (see reuse_chain in struct bpf_mem_cache) ---- */
 
 /*
  * Anyone: hand a NULL-terminated chain of `cnt` objects to c's owner.
@@ -167,19 +167,18 @@ static void destroy_slab(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl, vo
 static bool reuse_put(struct bpf_mem_cache *c, struct llist_node *chain, int cnt)
 {
 	for (int i = 0; i < REUSE_SLOTS; i++) {
-		struct reuse_slot *s = &c->reuse[i];
 		struct llist_node *free_slot = NULL;
 
-		if (atomic_load_explicit(&s->chain, memory_order_relaxed))
+		if (atomic_load_explicit(&c->reuse_chain[i], memory_order_relaxed))
 			continue;
 		/* acquire: the owner's read of the previous cnt is done */
-		if (!atomic_compare_exchange_strong_explicit(&s->chain, &free_slot, REUSE_BUSY,
-							     memory_order_acquire,
+		if (!atomic_compare_exchange_strong_explicit(&c->reuse_chain[i], &free_slot,
+							     REUSE_BUSY, memory_order_acquire,
 							     memory_order_relaxed))
 			continue;
-		atomic_store_explicit(&s->cnt, cnt, memory_order_relaxed);
+		atomic_store_explicit(&c->reuse_cnt[i], cnt, memory_order_relaxed);
 		/* release: the chain's links and cnt before the chain */
-		atomic_store_explicit(&s->chain, chain, memory_order_release);
+		atomic_store_explicit(&c->reuse_chain[i], chain, memory_order_release);
 		return true;
 	}
 	return false;
@@ -195,15 +194,15 @@ static struct llist_node *reuse_take(struct bpf_mem_cache *c, int *cnt)
 	 * takes. */
 	for (int k = 0; k < REUSE_SLOTS; k++) {
 		int i = (c->reuse_next + k) % REUSE_SLOTS;
-		struct reuse_slot *s = &c->reuse[i];
-		struct llist_node *chain = atomic_load_explicit(&s->chain, memory_order_acquire);
+		struct llist_node *chain = atomic_load_explicit(&c->reuse_chain[i],
+								memory_order_acquire);
 
 		if (!chain || chain == REUSE_BUSY)
 			continue;
-		*cnt = atomic_load_explicit(&s->cnt, memory_order_relaxed);
+		*cnt = atomic_load_explicit(&c->reuse_cnt[i], memory_order_relaxed);
 		/* release: a producer that claims the slot next writes cnt after
 		 * our read of it */
-		atomic_store_explicit(&s->chain, NULL, memory_order_release);
+		atomic_store_explicit(&c->reuse_chain[i], NULL, memory_order_release);
 		c->reuse_next = (i + 1) % REUSE_SLOTS;
 		return chain;
 	}
@@ -213,7 +212,7 @@ static struct llist_node *reuse_take(struct bpf_mem_cache *c, int *cnt)
 static bool reuse_has_free_slot(struct bpf_mem_cache *c)
 {
 	for (int i = 0; i < REUSE_SLOTS; i++)
-		if (!atomic_load_explicit(&c->reuse[i].chain, memory_order_relaxed))
+		if (!atomic_load_explicit(&c->reuse_chain[i], memory_order_relaxed))
 			return true;
 	return false;
 }
@@ -548,15 +547,20 @@ static void free_bulk(struct bpf_mem_cache *c)
 
 /*
  * An RCU grace period is over for `cnt` objects: they may be reused now.
- * Whole chains of up to high_watermark objects go to the origin cache's
- * reuse slots, the rest joins its tasks-trace path, where its refill still
- * recycles them before they go back to the backend.
+ * Up to RCU_PENDING_MAX of them go back to the origin cache's owner as one
+ * ready chain, count included, so the pool circulates without a walk;
+ * else whole chains of up to high_watermark objects fill its slots.  The
+ * rest joins its tasks-trace path, where its refill still recycles them
+ * before they go back to the backend.
  */
 static void rcu_gp_done(struct bpf_mem_cache *c, struct llist_node *first,
 			struct llist_node *last, int cnt)
 {
 	struct bpf_mem_cache *tgt = origin_hint(c);
 
+	if (cnt <= RCU_PENDING_MAX(tgt) && !atomic_load(&c->draining) &&
+	    reuse_put(tgt, first, cnt))
+		return;
 	while (first && !atomic_load(&c->draining)) {
 		int n = min(cnt, tgt->high_watermark);
 		struct llist_node *cut = first, *rest;
@@ -576,8 +580,29 @@ static void rcu_gp_done(struct bpf_mem_cache *c, struct llist_node *first,
 		enque_to_free_and_call(tgt, first, last);
 }
 
+/* The RCU stage, one at a time: take the owner's chain out of rcu_out. */
+static struct llist_node *rcu_out_take(struct bpf_mem_cache *c, struct llist_node **tail,
+				       int *cnt)
+{
+	struct llist_node *first = atomic_load_explicit(&c->rcu_out, memory_order_acquire);
+
+	if (!first)
+		return NULL;
+	*tail = c->rcu_out_tail;
+	*cnt = c->rcu_out_cnt;
+	/* release: the owner writes the next tail and count after our reads */
+	atomic_store_explicit(&c->rcu_out, NULL, memory_order_release);
+	return first;
+}
+
+static bool rcu_stage_ready(struct bpf_mem_cache *c)
+{
+	return atomic_load_explicit(&c->rcu_out, memory_order_relaxed) ||
+	       !llist_empty(&c->free_by_rcu);
+}
+
 /* Called with call_rcu_in_progress set: start the RCU grace period of
- * everything on free_by_rcu.  False if there was nothing. */
+ * everything on rcu_out and free_by_rcu.  False if there was nothing. */
 static bool rcu_stage_queue(struct bpf_mem_cache *c);
 
 static void __free_by_rcu(struct rcu_head *head)
@@ -599,13 +624,13 @@ static void __free_by_rcu(struct rcu_head *head)
 	if (atomic_load(&c->draining) || !rcu_stage_queue(c)) {
 		stage_end(&c->call_rcu_in_progress);
 		/*
-		 * Store-load against unit_free_rcu(), which pushes and then
+		 * Store-load against the *_free_rcu that publishes and then
 		 * loads call_rcu_in_progress: with a full fence on both sides
 		 * either it sees the stage ended and raises the work, or we
-		 * see its object here.
+		 * see its objects here.
 		 */
 		atomic_thread_fence(memory_order_seq_cst);
-		if (!llist_empty(&c->free_by_rcu) && !atomic_load(&c->draining))
+		if (rcu_stage_ready(c) && !atomic_load(&c->draining))
 			irq_work_queue(&c->refill_work);
 	}
 	rcu_callback_end();
@@ -614,17 +639,27 @@ static void __free_by_rcu(struct rcu_head *head)
 
 static bool rcu_stage_queue(struct bpf_mem_cache *c)
 {
-	struct llist_node *llnode = llist_del_all(&c->free_by_rcu), *tail;
-	int cnt = 1;
+	struct llist_node *single = llist_del_all(&c->free_by_rcu), *first, *tail = NULL;
+	int cnt = 0;
 
-	if (!llnode)
+	first = rcu_out_take(c, &tail, &cnt);
+	/* what others freed one by one is walked: it is little */
+	if (single) {
+		struct llist_node *last = single;
+
+		for (cnt++; last->next; last = last->next)
+			cnt++;
+		last->next = first;
+		if (!first)
+			tail = last;
+		first = single;
+	}
+	if (!first)
 		return false;
 	WARN_ON_ONCE(!llist_empty(&c->waiting_for_gp));
-	for (tail = llnode; tail->next; tail = tail->next)
-		cnt++;
 	c->waiting_for_gp_tail = tail;
 	c->waiting_for_gp_cnt = cnt;
-	atomic_store_explicit(&c->waiting_for_gp.first, llnode, memory_order_release);
+	atomic_store_explicit(&c->waiting_for_gp.first, first, memory_order_release);
 	callback_queued(c);
 	call_rcu_hurry(&c->rcu, __free_by_rcu);
 	return true;
@@ -633,7 +668,7 @@ static bool rcu_stage_queue(struct bpf_mem_cache *c)
 /* One RCU callback in flight per cache; later frees batch up behind it. */
 static void check_free_by_rcu(struct bpf_mem_cache *c)
 {
-	if (llist_empty(&c->free_by_rcu))
+	if (!rcu_stage_ready(c))
 		return;
 	if (!stage_start(&c->call_rcu_in_progress))
 		return;
@@ -818,10 +853,6 @@ static void inline_gate_open(void)
 	atomic_store_explicit(&inline_gate_closed, false, memory_order_release);
 }
 
-/* What the owner's reuse slots hold at most: past that many of its
- * *_free_rcu objects waiting for an RCU grace period, it waits for them. */
-#define RCU_PENDING_MAX(c)	(REUSE_SLOTS * (c)->high_watermark)
-
 /*
  * The owner, inside the critical section, found its list empty and no
  * chain ready: it runs the refill itself, as the kernel's irq_work runs on
@@ -845,7 +876,7 @@ static void refill_inline(struct bpf_mem_cache *c)
 	 * kernel.  (Its trims need no such rule: they wait parked for it.)
 	 */
 	if (c->percpu_size ||
-	    atomic_load_explicit(&c->rcu_pending, memory_order_relaxed) > RCU_PENDING_MAX(c))
+	    rcu_owned_in_flight(c) > RCU_PENDING_MAX(c))
 		return;
 	if (!inline_enter())
 		return;
@@ -899,20 +930,34 @@ static void cache_setup(struct bpf_mem_cache *c, const struct bpf_mem_cache *tmp
 
 /*
  * Owner, inside the critical section: hand the pending *_free_rcu objects
- * to the RCU stage.  True: raise the work, no stage is in flight to pick
- * them up.  The fence pairs with the one in __free_by_rcu (store-load):
- * either we see its stage ended, or it sees our objects.
+ * to the RCU stage through rcu_out.  If the stage has not taken the last
+ * chain yet they stay private, and the next *_free_rcu or slow path tries
+ * again; `force` (a barrier's flush) then pushes them onto free_by_rcu,
+ * where the stage walks them.  True: raise the work, no stage is in
+ * flight to pick them up.  The fence pairs with the one in __free_by_rcu
+ * (store-load): either we see its stage ended, or it sees our objects.
  */
-static bool rcu_local_publish(struct bpf_mem_cache *c)
+static bool rcu_local_publish(struct bpf_mem_cache *c, bool force)
 {
-	struct llist_node *first = c->rcu_local_first;
+	struct llist_node *first = c->rcu_local_first, *last = c->rcu_local_last;
+	int cnt = c->rcu_local_cnt;
+	bool out = !atomic_load_explicit(&c->rcu_out, memory_order_acquire);
 
-	atomic_fetch_add_explicit(&c->rcu_pending, c->rcu_local_cnt, memory_order_relaxed);
-	/* emptied before the (release) push: a fork child copying us halfway
-	 * may lose the batch, never see it twice */
+	if (!out && !force)
+		return false;
+	atomic_fetch_add_explicit(&c->rcu_pending, cnt, memory_order_relaxed);
+	/* emptied before the (release) publication: a fork child copying us
+	 * halfway may lose the batch, never see it twice */
 	c->rcu_local_first = NULL;
 	c->rcu_local_cnt = 0;
-	llist_add_batch(first, c->rcu_local_last, &c->free_by_rcu);
+	barrier();
+	if (out) {
+		c->rcu_out_tail = last;
+		c->rcu_out_cnt = cnt;
+		atomic_store_explicit(&c->rcu_out, first, memory_order_release);
+	} else {
+		llist_add_batch(first, last, &c->free_by_rcu);
+	}
 	atomic_thread_fence(memory_order_seq_cst);
 	return !atomic_load_explicit(&c->call_rcu_in_progress, memory_order_relaxed);
 }
@@ -935,7 +980,7 @@ static bool rcu_local_add(struct bpf_mem_cache *c, struct llist_node *llnode)
 		c->rcu_local_first = llnode;
 		if (++c->rcu_local_cnt >= c->batch ||
 		    !atomic_load_explicit(&c->call_rcu_in_progress, memory_order_relaxed))
-			raise = rcu_local_publish(c);
+			raise = rcu_local_publish(c, false);
 		done = true;
 	}
 	local_dec(&c->active);
@@ -974,7 +1019,7 @@ static void *unit_alloc_slow(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl
 		if (unlikely(!cache_is_set_up(c)))
 			cache_setup(c, tmpl);
 		if (c->rcu_local_first)
-			refill = rcu_local_publish(c);
+			refill = rcu_local_publish(c, false);
 		if (!c->free_llist.first)
 			take_ready(c);
 		if (!c->free_llist.first && may_refill)
@@ -1024,7 +1069,7 @@ static void unit_free_slow(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl,
 		if (unlikely(!cache_is_set_up(c)))
 			cache_setup(c, tmpl);
 		if (c->rcu_local_first)
-			raise = rcu_local_publish(c);
+			raise = rcu_local_publish(c, false);
 		if (free_note(c, llnode, true)) {
 			__llist_add(llnode, &c->free_llist);
 			if (free_cnt_add(c, 1) > c->high_watermark)
@@ -1494,7 +1539,7 @@ static void drain_mem_cache(struct bpf_mem_cache *c)
 	free_all(c, __llist_del_all(&c->free_llist));
 	atomic_store_explicit(&c->free_cnt, 0, memory_order_relaxed);
 	for (int i = 0; i < REUSE_SLOTS; i++) {
-		struct llist_node *chain = atomic_exchange(&c->reuse[i].chain, NULL);
+		struct llist_node *chain = atomic_exchange(&c->reuse_chain[i], NULL);
 
 		if (chain != REUSE_BUSY)
 			free_all(c, chain);
@@ -1505,6 +1550,7 @@ static void drain_mem_cache(struct bpf_mem_cache *c)
 	atomic_store_explicit(&c->parked_cnt, 0, memory_order_relaxed);
 	free_all(c, llist_del_all(&c->free_llist_extra));
 	free_all(c, llist_del_all(&c->free_by_rcu));
+	free_all(c, atomic_exchange(&c->rcu_out, NULL));
 	free_all(c, c->rcu_local_first);
 	c->rcu_local_first = NULL;
 	c->rcu_local_cnt = 0;
@@ -1665,7 +1711,7 @@ static void fork_child_reset(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl
 	for (int i = 0; i < REUSE_SLOTS; i++) {
 		struct llist_node *busy = REUSE_BUSY;
 
-		atomic_compare_exchange_strong(&c->reuse[i].chain, &busy, NULL);
+		atomic_compare_exchange_strong(&c->reuse_chain[i], &busy, NULL);
 	}
 	irq_work_fork_fixup(&c->refill_work);
 }
@@ -1697,7 +1743,7 @@ static void rcu_local_flush(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl,
 	if (!c->rcu_local_first)	/* ours: this is the caller's CPU */
 		return;
 	if (local_inc_return(&c->active) == 1 && c->rcu_local_first)
-		raise = rcu_local_publish(c);
+		raise = rcu_local_publish(c, true);
 	local_dec(&c->active);
 	if (raise)
 		irq_work_queue(&c->refill_work);

@@ -28,7 +28,9 @@
  * belongs to, plus its signal handlers, and only inside `active` (for the
  * shared CPU: inside `shared_lock`).  "Refill" is the refill thread running
  * this cache's refill_work; a work item never runs concurrently with itself.
- * "Callback" is a liburcu call_rcu thread running __free_by_rcu/__free_rcu.
+ * "Callback" is the thread running RCU callbacks (__free_by_rcu, __free_rcu
+ * on the grace-period thread of call_rcu_hurry, __free_rcu_tasks_trace on a
+ * liburcu call_rcu thread).
  * "Anyone" is any thread or signal handler.  The owner's free_llist stays
  * private; objects reach it from elsewhere only through the reuse slots.
  */
@@ -36,18 +38,9 @@
 /* Trims a cache parks for its owner, at most, per size class: see trim(). */
 #define TRIM_PARK_OBJS	128
 
-/* One ready chain of objects for the owner: see reuse_put()/reuse_take(). */
+/* Ready chains of objects for the owner: see reuse_put()/reuse_take(). */
 #define REUSE_SLOTS	4
 #define REUSE_BUSY	((struct llist_node *)1)
-
-struct reuse_slot {
-	/* NULL: free.  REUSE_BUSY: claimed by a producer (anyone) with a CAS
-	 * from NULL, which fills `cnt` and then publishes the chain (release).
-	 * A chain: NULL-terminated, `cnt` objects; only the owner empties it
-	 * (acquire load, read cnt, release store of NULL). */
-	_Atomic(struct llist_node *) chain;
-	_Atomic int cnt;
-};
 
 struct bpf_mem_cache {
 	/* --- owner, inside active: all the fast paths touch, one line --- */
@@ -75,26 +68,42 @@ struct bpf_mem_cache {
 
 	/* --- owner --- */
 	_Atomic int shared_lock;	/* shared CPU only: stands in for ownership */
-	_Atomic unsigned long trims;	/* owner increments (no RMW: single writer per lock) */
 	int reuse_next;			/* owner, inside active: reuse_take() starts here */
+	_Atomic unsigned long trims;	/* owner increments (no RMW: single writer per lock) */
 	/* owner, inside active (owned CPUs only): *_free_rcu objects not yet
-	 * handed on, published to free_by_rcu in batches (one CAS per batch)
-	 * and whenever the owner takes a slow path; `last` is valid while
-	 * `first` is not NULL */
+	 * handed on, published to rcu_out in batches and whenever the owner
+	 * takes a slow path; `last` is valid while `first` is not NULL */
 	int rcu_local_cnt;
+	int rcu_out_cnt;		/* see rcu_out */
 	struct llist_node *rcu_local_first, *rcu_local_last;
 
 	/* --- chains ready for the owner: trims of any cache whose tgt is this
-	 * one, refill batches, objects whose RCU grace period ended --- */
-	struct reuse_slot reuse[REUSE_SLOTS] ____cacheline_aligned;
+	 * one, refill batches, objects whose RCU grace period ended.  Slot i
+	 * is reuse_chain[i]: NULL, free.  REUSE_BUSY: claimed by a producer
+	 * (anyone) with a CAS from NULL, which writes reuse_cnt[i] and then
+	 * publishes the chain (release).  A chain: NULL-terminated,
+	 * reuse_cnt[i] objects; only the owner empties it (acquire load, read
+	 * the count, release store of NULL) --- */
+	_Atomic(struct llist_node *) reuse_chain[REUSE_SLOTS] ____cacheline_aligned;
+	_Atomic int reuse_cnt[REUSE_SLOTS];
+	/* the owner's *_free_rcu batches on their way to the RCU stage, one
+	 * chain at a time, tail (rcu_out_tail) and count (rcu_out_cnt) with
+	 * it, so that nobody walks them: a walk from another core would pull
+	 * every line away from the owner, which reuses them right after the
+	 * grace period.  The owner fills tail and count while rcu_out is NULL,
+	 * then publishes the chain (release); the RCU stage (one at a time,
+	 * under call_rcu_in_progress) reads them and stores NULL (release) */
+	_Atomic(struct llist_node *) rcu_out;
+	struct llist_node *rcu_out_tail;
 
 	/* --- multi-producer lists, exchange-only consumers --- */
 	/* trims past TRIM_PARK_MAX parked ones (see `parked`): the owner adds
 	 * (CAS), the refill takes all and sends them through the grace periods */
 	struct llist_head trim_llist;
 	struct llist_head free_llist_extra;	/* frees that found active held; refill drains */
-	struct llist_head free_by_rcu;		/* *_free_rcu objects: batches of the owner,
-						 * single ones of anyone else; refill takes all */
+	struct llist_head free_by_rcu;		/* *_free_rcu objects of anyone but the owner
+						 * (and its flush when rcu_out is taken), one
+						 * by one; the RCU stage takes all */
 	/* filled (release) while call_rcu_in_progress, emptied by the callback;
 	 * tail and count are written before the list is published */
 	struct llist_head waiting_for_gp;
@@ -114,7 +123,7 @@ struct bpf_mem_cache {
 	 * destroy frees the caches only at 0 */
 	_Atomic int callbacks_queued;
 	/* *_free_rcu objects of this cache before their RCU grace period
-	 * ended: + as they join free_by_rcu (the owner a batch at a time,
+	 * ended: + as they join rcu_out or free_by_rcu (the owner a batch at a time,
 	 * anyone else one by one), - by __free_by_rcu.  Racy for readers: the
 	 * owner's refill only compares it with a bound.  A fork child may keep
 	 * a batch lost with a vanished thread counted: its owner then waits
@@ -179,6 +188,24 @@ extern void (*_Atomic memalloc_seam_fork_waits)(void) __hidden;
 extern _Atomic size_t memalloc_seam_trim_park_bytes __hidden;
 #endif
 
+/*
+ * The *_free_rcu objects of a cache on their way through an RCU grace
+ * period, at most, before its owner waits for them rather than refilling
+ * from the backend (see refill_inline()): what a grace period gives back
+ * is the pool a stream of them circulates in.
+ */
+#define RCU_PENDING_BYTES	(256 * 1024)
+#define RCU_PENDING_MAX(c)						\
+	max(REUSE_SLOTS * (c)->high_watermark,				\
+	    (int)(RCU_PENDING_BYTES /					\
+		  atomic_load_explicit(&(c)->unit_size, memory_order_relaxed)))
+
+/* Owner: its *_free_rcu objects not back yet, the private batch included. */
+static inline int rcu_owned_in_flight(struct bpf_mem_cache *c)
+{
+	return atomic_load_explicit(&c->rcu_pending, memory_order_relaxed) + c->rcu_local_cnt;
+}
+
 /* Objects waiting in c's ready chains: exact for the owner (only it
  * empties a slot), racy for anyone else. */
 static inline int reuse_ready(struct bpf_mem_cache *c)
@@ -186,11 +213,11 @@ static inline int reuse_ready(struct bpf_mem_cache *c)
 	int n = 0;
 
 	for (int i = 0; i < REUSE_SLOTS; i++) {
-		struct llist_node *chain = atomic_load_explicit(&c->reuse[i].chain,
+		struct llist_node *chain = atomic_load_explicit(&c->reuse_chain[i],
 								memory_order_acquire);
 
 		if (chain && chain != REUSE_BUSY)
-			n += atomic_load_explicit(&c->reuse[i].cnt, memory_order_relaxed);
+			n += atomic_load_explicit(&c->reuse_cnt[i], memory_order_relaxed);
 	}
 	return n;
 }

@@ -220,7 +220,7 @@ static inline int t_run_tests(const char *group, const struct CMUnitTest *tests,
 static inline bool t_ready_holds(struct bpf_mem_cache *c, const void *obj)
 {
 	for (int i = 0; i < REUSE_SLOTS; i++)
-		for (struct llist_node *n = atomic_load(&c->reuse[i].chain);
+		for (struct llist_node *n = atomic_load(&c->reuse_chain[i]);
 		     n && n != REUSE_BUSY; n = n->next)
 			if ((char *)n + T_HDR == (const char *)obj)
 				return true;
@@ -235,7 +235,7 @@ static inline void t_slots_block(struct bpf_mem_cache *c)
 	for (int i = 0; i < REUSE_SLOTS; i++) {
 		struct llist_node *none = NULL;
 
-		atomic_compare_exchange_strong(&c->reuse[i].chain, &none, REUSE_BUSY);
+		atomic_compare_exchange_strong(&c->reuse_chain[i], &none, REUSE_BUSY);
 	}
 }
 
@@ -244,7 +244,7 @@ static inline void t_slots_release(struct bpf_mem_cache *c)
 	for (int i = 0; i < REUSE_SLOTS; i++) {
 		struct llist_node *busy = REUSE_BUSY;
 
-		atomic_compare_exchange_strong(&c->reuse[i].chain, &busy, NULL);
+		atomic_compare_exchange_strong(&c->reuse_chain[i], &busy, NULL);
 	}
 }
 

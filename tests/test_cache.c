@@ -324,7 +324,7 @@ static void test_trimmed_objects_are_reused_before_the_backend(void **state)
 	for (struct llist_node *p = c->free_llist.first; p; p = p->next)
 		old[nold++] = (char *)p + T_HDR;
 	for (int i = 0; i < REUSE_SLOTS; i++)
-		for (struct llist_node *p = atomic_load(&c->reuse[i].chain);
+		for (struct llist_node *p = atomic_load(&c->reuse_chain[i]);
 		     p && p != REUSE_BUSY; p = p->next)
 			old[nold++] = (char *)p + T_HDR;
 	assert_int_equal(nold, 120 + 64 + ready_before_trim + 33);

@@ -258,7 +258,8 @@ static int child_rcu_barrier(void)
 	for_each_possible_cpu(cpu) {
 		struct bpf_mem_cache *c = t_cache(&ma, 0, cpu);
 
-		if (!llist_empty(&c->free_by_rcu) || !llist_empty(&c->waiting_for_gp) ||
+		if (!llist_empty(&c->free_by_rcu) || atomic_load(&c->rcu_out) ||
+		    !llist_empty(&c->waiting_for_gp) ||
 		    c->free_by_rcu_ttrace.first || c->waiting_for_gp_ttrace.first)
 			ret = CHILD_RCU_PENDING;
 	}
@@ -504,13 +505,13 @@ static void *refiller_main(void *arg)
 static void slots_take(struct bpf_mem_cache *c, struct llist_node **ready)
 {
 	for (int i = 0; i < REUSE_SLOTS; i++)
-		ready[i] = atomic_exchange(&c->reuse[i].chain, REUSE_BUSY);
+		ready[i] = atomic_exchange(&c->reuse_chain[i], REUSE_BUSY);
 }
 
 static void slots_give_back(struct bpf_mem_cache *c, struct llist_node **ready)
 {
 	for (int i = 0; i < REUSE_SLOTS; i++)
-		atomic_store(&c->reuse[i].chain, ready[i]);
+		atomic_store(&c->reuse_chain[i], ready[i]);
 }
 
 /* The child's exit status 0, or TSan stopped it before it ran (see above). */

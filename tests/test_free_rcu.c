@@ -220,9 +220,24 @@ static struct t_reader *callback_in_flight(struct bpf_mem_alloc *ma, void **p, i
 	return r;
 }
 
+/* The owner's chain on its way to the RCU stage (rcu_out), walked and
+ * checked against the count it carries. */
+static int rcu_out_count(struct bpf_mem_cache *c)
+{
+	struct llist_node *first = atomic_load(&c->rcu_out);
+	int n = (int)llist_count(first);
+
+	if (first) {
+		assert_int_equal(n, c->rcu_out_cnt);
+		assert_ptr_equal(llist_last(first), c->rcu_out_tail);
+	}
+	return n;
+}
+
 /*
  * Behind a callback in flight the owner collects its *_free_rcu objects
- * privately and hands them on a whole batch at a time: one CAS per batch.
+ * privately and hands them on a whole batch at a time, tail and count
+ * included: no atomic read-modify-write, and nobody walks it.
  */
 static void test_owner_free_rcu_hands_on_whole_batches_behind_a_callback(void **state)
 {
@@ -240,11 +255,67 @@ static void test_owner_free_rcu_hands_on_whole_batches_behind_a_callback(void **
 	assert_int_equal(c->rcu_local_cnt, c->batch - 1);
 	bpf_mem_cache_free_rcu(&ma, p[c->batch]);
 	assert_int_equal(c->rcu_local_cnt, 0);
-	assert_int_equal(llist_count(c->free_by_rcu.first), c->batch);
+	assert_int_equal(rcu_out_count(c), c->batch);
+	assert_true(llist_empty(&c->free_by_rcu));
 	t_reader_leave(r);
 	bpfmem_rcu_barrier();
 	for (int i = 0; i <= c->batch; i++)
 		assert_true(t_ready_holds(c, p[i]));
+	bpf_mem_alloc_destroy(&ma);
+}
+
+struct leave_after_flush {
+	struct bpf_mem_cache *c;
+	struct t_reader *r;
+};
+
+static void *leave_after_flush_main(void *arg)
+{
+	struct leave_after_flush *l = arg;
+
+	while (llist_empty(&l->c->free_by_rcu))
+		sched_yield();
+	t_reader_leave(l->r);
+	return NULL;
+}
+
+/*
+ * While the RCU stage has not taken the owner's last chain yet, its next
+ * batch stays private (no CAS onto the shared list), however long; the
+ * barrier's flush then pushes it onto free_by_rcu, and the stage after
+ * the one in flight takes both chains in one grace period and hands them
+ * back as one ready chain, count included.
+ */
+static void test_owner_batches_wait_private_until_the_stage_takes_the_last_one(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	struct leave_after_flush l;
+	struct bpf_mem_cache *c;
+	pthread_t t;
+	void *p[97];
+	int whole = 0;
+
+	l.r = callback_in_flight(&ma, p, 97);
+	l.c = c = t_cache(&ma, 0, 0);
+	for (int i = 1; i < 97; i++)
+		bpf_mem_cache_free_rcu(&ma, p[i]);
+	assert_int_equal(rcu_out_count(c), c->batch);
+	assert_int_equal(c->rcu_local_cnt, c->batch);
+	assert_true(llist_empty(&c->free_by_rcu));
+	assert_int_equal(pthread_create(&t, NULL, leave_after_flush_main, &l), 0);
+	bpfmem_rcu_barrier();
+	assert_int_equal(pthread_join(t, NULL), 0);
+	for (int i = 0; i < 97; i++)
+		assert_true(t_ready_holds(c, p[i]));
+	for (int i = 0; i < REUSE_SLOTS; i++) {
+		struct llist_node *chain = atomic_load(&c->reuse_chain[i]);
+
+		if (chain && chain != REUSE_BUSY && (int)llist_count(chain) == 2 * c->batch) {
+			assert_int_equal(atomic_load(&c->reuse_cnt[i]), 2 * c->batch);
+			whole++;
+		}
+	}
+	assert_int_equal(whole, 1);
 	bpf_mem_alloc_destroy(&ma);
 }
 
@@ -265,7 +336,7 @@ static void test_owner_slow_path_hands_on_pending_free_rcu(void **state)
 	q = bpf_mem_cache_alloc(&ma);
 	assert_non_null(q);
 	assert_int_equal(c->rcu_local_cnt, 0);
-	assert_int_equal(llist_count(c->free_by_rcu.first), 3);
+	assert_int_equal(rcu_out_count(c), 3);
 	t_reader_leave(r);
 	bpf_mem_cache_free(&ma, q);
 	bpf_mem_alloc_destroy(&ma);
@@ -518,6 +589,7 @@ int main(void)
 		cmocka_unit_test(test_free_rcu_batched_behind_callback_in_flight_waits_for_own_gp),
 		cmocka_unit_test(test_owner_free_rcu_hands_on_whole_batches_behind_a_callback),
 		cmocka_unit_test(test_owner_slow_path_hands_on_pending_free_rcu),
+		cmocka_unit_test(test_owner_batches_wait_private_until_the_stage_takes_the_last_one),
 		cmocka_unit_test(test_free_rcu_reentering_the_owner_goes_to_the_atomic_list),
 		cmocka_unit_test(test_trimmed_objects_stay_valid_while_rcu_reader_inside),
 		cmocka_unit_test(test_trimmed_objects_stay_valid_while_trace_reader_inside),

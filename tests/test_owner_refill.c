@@ -168,7 +168,7 @@ static void test_an_owner_waits_for_its_free_rcu_objects_instead_of_refilling(vo
 	for (n = 0; n < BURST; n++)
 		bpf_mem_cache_free_rcu(&ma, p[n]);
 	irq_work_flush();
-	assert_true(atomic_load(&c->rcu_pending) > REUSE_SLOTS * c->high_watermark);
+	assert_true(rcu_owned_in_flight(c) > RCU_PENDING_MAX(c));
 	t_refill_stall();
 	refills = atomic_load(&c->inline_refills);
 	backend = atomic_load(&c->backend_allocs) +

@@ -2,7 +2,8 @@
 /*
  * The RCU runtime: synchronize waits for readers already inside, in both
  * domains and when nested; whether a tasks-trace grace period implies an
- * RCU one follows the configured flavors.
+ * RCU one follows the configured flavors; call_rcu_hurry() runs its
+ * callbacks after a grace period, in order, and its barrier waits for them.
  */
 #include "helpers.h"
 
@@ -193,6 +194,82 @@ static void *thread_reading_in_handler(void *arg)
 	return NULL;
 }
 
+/* A hurried callback stands for synchronize: it marks `sync_done` when it
+ * runs, so running before a reader inside left is caught as above. */
+struct hurried {
+	struct rcu_head head;
+	struct held *h;
+};
+
+static void hurried_done(struct rcu_head *head)
+{
+	atomic_store(&container_of(head, struct hurried, head)->h->sync_done, 1);
+}
+
+static void test_call_rcu_hurry_waits_for_a_reader_inside(void **state)
+{
+	for (int i = 0; i < ROUNDS; i++) {
+		static struct held h;
+		static struct hurried cb;
+		pthread_t t;
+
+		memset(&h, 0, sizeof(h));
+		h.depth = 1;
+		sem_init(&h.inside, 0, 0);
+		cb.h = &h;
+		assert_int_equal(pthread_create(&t, NULL, held_reader_main, &h), 0);
+		while (sem_wait(&h.inside))
+			;
+		atomic_store(&h.sync_started, 1);
+		call_rcu_hurry(&cb.head, hurried_done);
+		rcu_hurry_barrier();
+		assert_int_equal(atomic_load(&h.sync_done), 1);
+		assert_int_equal(pthread_join(t, NULL), 0);
+		sem_destroy(&h.inside);
+		check_held(&h);
+	}
+}
+
+#define HURRIED 300
+
+static struct order {
+	struct rcu_head head[HURRIED], requeued;
+	_Atomic int ran[HURRIED + 1];	/* index: the position it ran at, + 1 */
+	_Atomic int next;
+} order;
+
+static void ran_in_order(struct rcu_head *head)
+{
+	long i = head == &order.requeued ? HURRIED : head - order.head;
+
+	atomic_store(&order.ran[i], atomic_fetch_add(&order.next, 1) + 1);
+	if (i == HURRIED - 1)
+		call_rcu_hurry(&order.requeued, ran_in_order);
+}
+
+/*
+ * Callbacks run once each, in the order they were queued, and the barrier
+ * returns only after every one queued before it ran (the last one queues
+ * another, which the first barrier need not wait for: the second does).
+ */
+static void test_call_rcu_hurry_runs_callbacks_in_order_and_its_barrier_waits_for_them(void **state)
+{
+	for (int round = 0; round < 3; round++) {
+		memset(&order, 0, sizeof(order));
+		for (int i = 0; i < HURRIED; i++) {
+			call_rcu_hurry(&order.head[i], ran_in_order);
+			if (i % 50 == 49)
+				sched_yield();	/* let some start their grace period */
+		}
+		rcu_hurry_barrier();
+		for (int i = 0; i < HURRIED; i++)
+			assert_int_equal(atomic_load(&order.ran[i]), i + 1);
+		rcu_hurry_barrier();
+		assert_int_equal(atomic_load(&order.ran[HURRIED]), HURRIED + 1);
+		assert_int_equal(atomic_load(&order.next), HURRIED + 1);
+	}
+}
+
 static void test_synchronize_rcu_waits_for_a_reader_in_a_signal_handler(void **state)
 {
 	struct sigaction sa = { .sa_handler = reader_handler }, old;
@@ -226,6 +303,8 @@ int main(void)
 		cmocka_unit_test(test_synchronize_without_readers_returns),
 		cmocka_unit_test(test_trace_implies_rcu_gp_only_with_the_same_flavor),
 		cmocka_unit_test(test_trace_reader_holds_rcu_gp_only_with_the_same_flavor),
+		cmocka_unit_test(test_call_rcu_hurry_waits_for_a_reader_inside),
+		cmocka_unit_test(test_call_rcu_hurry_runs_callbacks_in_order_and_its_barrier_waits_for_them),
 	};
 
 	return t_run(tests);

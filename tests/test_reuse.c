@@ -165,7 +165,7 @@ static int xfer_ready(struct xfer *x, struct bpf_mem_cache *c)
 	int n = 0;
 
 	for (int i = 0; i < REUSE_SLOTS; i++)
-		for (struct llist_node *p = atomic_load(&c->reuse[i].chain);
+		for (struct llist_node *p = atomic_load(&c->reuse_chain[i]);
 		     p && p != REUSE_BUSY; p = p->next)
 			n += in_xfer(x, (char *)p + T_HDR);
 	return n;
@@ -288,13 +288,13 @@ static void test_reuse_slots_hold_a_bounded_number_of_objects(void **state)
 static void owner_takes_ready_chains(struct bpf_mem_cache *c)
 {
 	for (int i = 0; i < REUSE_SLOTS; i++) {
-		struct llist_node *chain = atomic_exchange(&c->reuse[i].chain, NULL);
+		struct llist_node *chain = atomic_exchange(&c->reuse_chain[i], NULL);
 
 		if (!chain)
 			continue;
 		llist_last(chain)->next = c->free_llist.first;
 		c->free_llist.first = chain;
-		atomic_store(&c->free_cnt, t_free_cnt(c) + atomic_load(&c->reuse[i].cnt));
+		atomic_store(&c->free_cnt, t_free_cnt(c) + atomic_load(&c->reuse_cnt[i]));
 	}
 }
 

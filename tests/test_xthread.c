@@ -516,7 +516,7 @@ static void test_objects_trimmed_on_another_cpu_are_recycled_by_their_origin_cac
 	in_slots = 0;
 	refill_slots = 0;
 	for (int i = 0; i < REUSE_SLOTS; i++) {
-		struct llist_node *chain = atomic_load(&producer->reuse[i].chain);
+		struct llist_node *chain = atomic_load(&producer->reuse_chain[i]);
 
 		if (chain && chain_all_trimmed_by_consumer(&t, chain))
 			in_slots += (int)llist_count(chain);

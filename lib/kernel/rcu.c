@@ -88,16 +88,22 @@ __public void bpfmem_rcu_barrier(void)
 char rcu_tsan_gp_token;
 #endif
 
+/* The hurry thread parks before liburcu takes the grace-period locks, and
+ * its queue lock is taken after liburcu paused its call_rcu threads, whose
+ * callbacks may queue hurried ones (rcu_hurry.c). */
 void rcu_before_fork(void)
 {
+	rcu_hurry_park_for_fork();
 	rcudom_normal_before_fork();
 #if !BPFMEM_RCU_SAME_FLAVOR
 	rcudom_trace_before_fork();
 #endif
+	rcu_hurry_before_fork();
 }
 
 void rcu_after_fork_parent(void)
 {
+	rcu_hurry_after_fork_parent();
 #if !BPFMEM_RCU_SAME_FLAVOR
 	rcudom_trace_after_fork_parent();
 #endif
@@ -110,4 +116,5 @@ void rcu_after_fork_child(void)
 	rcudom_trace_after_fork_child();
 #endif
 	rcudom_normal_after_fork_child();
+	rcu_hurry_after_fork_child();
 }

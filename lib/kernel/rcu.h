@@ -18,6 +18,7 @@
 	void rcudom_##d##_synchronize(void) __hidden;			\
 	void rcudom_##d##_call(struct rcu_head *head,			\
 			       void (*func)(struct rcu_head *)) __hidden;	\
+	void rcudom_##d##_call_ready(void) __hidden;			\
 	void rcudom_##d##_barrier(void) __hidden;			\
 	void rcudom_##d##_register(void) __hidden;			\
 	void rcudom_##d##_enter_callback(void) __hidden;		\
@@ -39,10 +40,15 @@ static inline bool rcu_trace_implies_rcu_gp(void)
 	return BPFMEM_RCU_SAME_FLAVOR;
 }
 
-static inline void call_rcu_hurry(struct rcu_head *head, void (*func)(struct rcu_head *))
-{
-	rcudom_normal_call(head, func);
-}
+/* P.  RCU, on a grace-period thread of its own that never waits for a
+ * timer (rcu_hurry.c); func runs on that thread, after a grace period. */
+void call_rcu_hurry(struct rcu_head *head, void (*func)(struct rcu_head *)) __hidden;
+/* P.  Wait for the call_rcu_hurry() callbacks queued before the call. */
+void rcu_hurry_barrier(void) __hidden;
+void rcu_hurry_park_for_fork(void) __hidden;
+void rcu_hurry_before_fork(void) __hidden;
+void rcu_hurry_after_fork_parent(void) __hidden;
+void rcu_hurry_after_fork_child(void) __hidden;
 
 static inline void call_rcu_tasks_trace(struct rcu_head *head, void (*func)(struct rcu_head *))
 {
@@ -53,10 +59,10 @@ static inline void call_rcu_tasks_trace(struct rcu_head *head, void (*func)(stru
  * again unless implied. */
 static inline void rcu_barrier_all(void)
 {
-	rcudom_normal_barrier();
+	rcu_hurry_barrier();
 	RCU_TRACE(barrier)();
 	if (!rcu_trace_implies_rcu_gp())
-		rcudom_normal_barrier();
+		rcu_hurry_barrier();
 }
 
 /*

@@ -132,6 +132,12 @@ __hidden void DOMAIN_FN(call)(struct rcu_head *head, void (*func)(struct rcu_hea
 #endif
 }
 
+/* Make liburcu create its call_rcu thread now, in the caller's context. */
+__hidden void DOMAIN_FN(call_ready)(void)
+{
+	(void)get_default_call_rcu_data();
+}
+
 __hidden void DOMAIN_FN(barrier)(void)
 {
 	DOMAIN_FN(register)();
