@@ -184,6 +184,43 @@ static bool reuse_put(struct bpf_mem_cache *c, struct llist_node *chain, int cnt
 	return false;
 }
 
+/*
+ * The RCU stage (one per cache at a time, process context): every slot
+ * taken, add the chain first..last in front of a ready one, if both come
+ * to at most `bound` objects.  The producer's CAS from the chain to
+ * REUSE_BUSY and the owner's exchange in reuse_take() decide who gets it;
+ * no ABA: a chain's first object is the head of a slot again only after
+ * the owner took it.  False: the caller keeps the chain.
+ */
+static bool reuse_merge(struct bpf_mem_cache *c, struct llist_node *first,
+			struct llist_node *last, int cnt, int bound)
+{
+	for (int i = 0; i < REUSE_SLOTS; i++) {
+		struct llist_node *ready = atomic_load_explicit(&c->reuse_chain[i],
+								memory_order_relaxed);
+		int n;
+
+		if (!ready || ready == REUSE_BUSY ||
+		    cnt + atomic_load_explicit(&c->reuse_cnt[i], memory_order_relaxed) > bound)
+			continue;
+		/* acquire: the chain and its count, as the owner sees them */
+		if (!atomic_compare_exchange_strong_explicit(&c->reuse_chain[i], &ready,
+							     REUSE_BUSY, memory_order_acquire,
+							     memory_order_relaxed))
+			continue;
+		n = atomic_load_explicit(&c->reuse_cnt[i], memory_order_relaxed);
+		if (cnt + n <= bound) {
+			last->next = ready;
+			atomic_store_explicit(&c->reuse_cnt[i], cnt + n, memory_order_relaxed);
+			ready = first;
+		}
+		atomic_store_explicit(&c->reuse_chain[i], ready, memory_order_release);
+		if (ready == first)
+			return true;
+	}
+	return false;
+}
+
 /* Owner: take one ready chain, or NULL.  O(1): the count comes with it. */
 static struct llist_node *reuse_take(struct bpf_mem_cache *c, int *cnt)
 {
@@ -195,14 +232,24 @@ static struct llist_node *reuse_take(struct bpf_mem_cache *c, int *cnt)
 	for (int k = 0; k < REUSE_SLOTS; k++) {
 		int i = (c->reuse_next + k) % REUSE_SLOTS;
 		struct llist_node *chain = atomic_load_explicit(&c->reuse_chain[i],
-								memory_order_acquire);
+								memory_order_relaxed);
 
 		if (!chain || chain == REUSE_BUSY)
 			continue;
-		*cnt = atomic_load_explicit(&c->reuse_cnt[i], memory_order_relaxed);
+		/* exchange, not a load: reuse_merge() may take the chain away
+		 * under us.  BUSY keeps the slot ours while we read the count
+		 * (acquire: the chain and the count published with it). */
+		chain = atomic_exchange_explicit(&c->reuse_chain[i], REUSE_BUSY,
+						 memory_order_acquire);
+		if (chain == REUSE_BUSY)
+			continue;	/* a producer's, which will publish over ours */
+		if (chain)
+			*cnt = atomic_load_explicit(&c->reuse_cnt[i], memory_order_relaxed);
 		/* release: a producer that claims the slot next writes cnt after
 		 * our read of it */
 		atomic_store_explicit(&c->reuse_chain[i], NULL, memory_order_release);
+		if (!chain)
+			continue;
 		c->reuse_next = (i + 1) % REUSE_SLOTS;
 		return chain;
 	}
@@ -548,8 +595,9 @@ static void free_bulk(struct bpf_mem_cache *c)
 /*
  * An RCU grace period is over for `cnt` objects: they may be reused now.
  * Up to RCU_PENDING_MAX of them go back to the origin cache's owner as one
- * ready chain, count included, so the pool circulates without a walk;
- * else whole chains of up to high_watermark objects fill its slots.  The
+ * ready chain, count included, so the pool circulates without a walk: in a
+ * free slot, or in front of a ready chain if the two stay within that
+ * bound (the slots may all hold refill batches); else whole chains of up to high_watermark objects fill its slots.  The
  * rest joins its tasks-trace path, where its refill still recycles them
  * before they go back to the backend.
  */
@@ -558,8 +606,14 @@ static void rcu_gp_done(struct bpf_mem_cache *c, struct llist_node *first,
 {
 	struct bpf_mem_cache *tgt = origin_hint(c);
 
+	/* a chain of an owned CPU's objects, one of which it borrowed from
+	 * the shared CPU, goes back to the owned CPU: the shared one only
+	 * serves threads without a CPU and handlers, and would hold it */
+	if (tgt == c->shared && c != c->shared)
+		tgt = c;
+
 	if (cnt <= RCU_PENDING_MAX(tgt) && !atomic_load(&c->draining) &&
-	    reuse_put(tgt, first, cnt))
+	    (reuse_put(tgt, first, cnt) || reuse_merge(tgt, first, last, cnt, RCU_PENDING_MAX(tgt))))
 		return;
 	while (first && !atomic_load(&c->draining)) {
 		int n = min(cnt, tgt->high_watermark);

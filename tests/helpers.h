@@ -248,6 +248,36 @@ static inline void t_slots_release(struct bpf_mem_cache *c)
 	}
 }
 
+/* Takes every slot of c, ready chains included (saved in ready[]), as
+ * producers stuck between claiming and filling would: nothing reaches the
+ * owner through them; t_slots_give_back() undoes it. */
+static inline void t_slots_take(struct bpf_mem_cache *c, struct llist_node **ready)
+{
+	for (int i = 0; i < REUSE_SLOTS; i++)
+		ready[i] = atomic_exchange(&c->reuse_chain[i], REUSE_BUSY);
+}
+
+static inline void t_slots_give_back(struct bpf_mem_cache *c, struct llist_node **ready)
+{
+	for (int i = 0; i < REUSE_SLOTS; i++)
+		atomic_store(&c->reuse_chain[i], ready[i]);
+}
+
+/* What the owner (this thread, nothing else running) does when its list
+ * runs dry, for every ready chain at once: the slots end up empty. */
+static inline void t_owner_takes_ready_chains(struct bpf_mem_cache *c)
+{
+	for (int i = 0; i < REUSE_SLOTS; i++) {
+		struct llist_node *chain = atomic_exchange(&c->reuse_chain[i], NULL);
+
+		if (!chain)
+			continue;
+		llist_last(chain)->next = c->free_llist.first;
+		c->free_llist.first = chain;
+		atomic_store(&c->free_cnt, t_free_cnt(c) + atomic_load(&c->reuse_cnt[i]));
+	}
+}
+
 /*
  * The refill thread stands still between these two calls: the fork
  * handlers park it between works.  Raising still queues works; nothing in

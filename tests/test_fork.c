@@ -500,20 +500,6 @@ static void *refiller_main(void *arg)
 	return NULL;
 }
 
-/* Takes every slot of c, ready chains included (saved in ready[]): only
- * the owner's own refill can fill its list. */
-static void slots_take(struct bpf_mem_cache *c, struct llist_node **ready)
-{
-	for (int i = 0; i < REUSE_SLOTS; i++)
-		ready[i] = atomic_exchange(&c->reuse_chain[i], REUSE_BUSY);
-}
-
-static void slots_give_back(struct bpf_mem_cache *c, struct llist_node **ready)
-{
-	for (int i = 0; i < REUSE_SLOTS; i++)
-		atomic_store(&c->reuse_chain[i], ready[i]);
-}
-
 /* The child's exit status 0, or TSan stopped it before it ran (see above). */
 static void assert_child_ok(pid_t pid)
 {
@@ -550,7 +536,7 @@ static void test_fork_waits_for_another_threads_inline_refill(void **state)
 	atomic_store(&fork_waited, 0);
 	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
 	c = t_cache(&ma, t_class_idx(BIG + T_HDR), bpfmem_nr_cpus() - 1);
-	slots_take(c, ready);
+	t_slots_take(c, ready);
 	sem_init(&refill_entered, 0, 0);
 	sem_init(&refill_go, 0, 0);
 	memalloc_seam_inline_refill = hold_first_refill;
@@ -570,7 +556,7 @@ static void test_fork_waits_for_another_threads_inline_refill(void **state)
 	assert_true(atomic_load(&fork_waited));
 	assert_child_ok(pid);
 	assert_true(r.n > 0);
-	slots_give_back(c, ready);
+	t_slots_give_back(c, ready);
 	while (r.n) {
 		assert_non_null(r.obj[--r.n]);
 		bpf_mem_free(&ma, r.obj[r.n]);
@@ -608,7 +594,7 @@ static void test_fork_from_inside_an_inline_refill_does_not_wait_for_it(void **s
 	bpf_mem_free(&ma, bpf_mem_alloc(&ma, BIG));
 	irq_work_flush();
 	c = t_cache(&ma, t_class_idx(BIG + T_HDR), bpfmem_current_cpu());
-	slots_take(c, ready);
+	t_slots_take(c, ready);
 	atomic_store(&seam_thread, pthread_self());
 	memalloc_seam_inline_refill = fork_inside_the_refill;
 	while (n < BIG_OBJS && !atomic_load(&forked_inside))
@@ -626,7 +612,7 @@ static void test_fork_from_inside_an_inline_refill_does_not_wait_for_it(void **s
 	}
 	assert_true(inner_child > 0);
 	assert_child_ok(inner_child);
-	slots_give_back(c, ready);
+	t_slots_give_back(c, ready);
 	while (n)
 		bpf_mem_free(&ma, p[--n]);
 	bpf_mem_alloc_destroy(&ma);

@@ -155,22 +155,23 @@ static void test_free_rcu_is_ready_for_reuse_after_barrier(void **state)
 	bpf_mem_alloc_destroy(&ma);
 }
 
-/* With no reuse slot free, the objects go through the tasks-trace grace
- * period to the backend instead. */
+/* With every reuse slot taken (none free, no ready chain to join), the
+ * objects go through the tasks-trace grace period to the backend instead. */
 static void test_free_rcu_returns_to_backend_when_no_slot_is_free(void **state)
 {
 	static struct bpf_mem_alloc ma;
+	struct llist_node *ready[REUSE_SLOTS];
 	struct slab_stats s0, s1;
 	void *p;
 
 	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
 	p = cache_alloc_flushed(&ma);
-	t_slots_block(t_cache(&ma, 0, 0));
+	t_slots_take(t_cache(&ma, 0, 0), ready);
 	s0 = t_slab();
 	bpf_mem_cache_free_rcu(&ma, p);
 	bpfmem_rcu_barrier();
 	s1 = t_slab();
-	t_slots_release(t_cache(&ma, 0, 0));
+	t_slots_give_back(t_cache(&ma, 0, 0), ready);
 	assert_int_equal(s1.frees - s0.frees, 1);
 	bpf_mem_alloc_destroy(&ma);
 }
@@ -204,13 +205,14 @@ static void test_rcu_barrier_returns_frees_batched_behind_a_callback(void **stat
 	bpf_mem_alloc_destroy(&ma);
 }
 
-/* `n` objects of a new fixed-size allocator in p[], and p[0]'s callback in
- * flight on CPU 0's cache, held there by an RCU reader. */
-static struct t_reader *callback_in_flight(struct bpf_mem_alloc *ma, void **p, int n)
+/* `n` objects of a new fixed-size allocator of `size` in p[], and p[0]'s
+ * callback in flight on CPU 0's cache, held there by an RCU reader. */
+static struct t_reader *callback_in_flight_of(struct bpf_mem_alloc *ma, size_t size, void **p,
+					      int n)
 {
 	struct t_reader *r;
 
-	assert_int_equal(bpf_mem_alloc_init(ma, 64, false), 0);
+	assert_int_equal(bpf_mem_alloc_init(ma, size, false), 0);
 	for (int i = 0; i < n; i++)
 		p[i] = cache_alloc_flushed(ma);
 	r = t_reader_enter(false);
@@ -218,6 +220,11 @@ static struct t_reader *callback_in_flight(struct bpf_mem_alloc *ma, void **p, i
 	irq_work_flush();
 	assert_int_equal(atomic_load(&t_cache(ma, 0, 0)->call_rcu_in_progress), 1);
 	return r;
+}
+
+static struct t_reader *callback_in_flight(struct bpf_mem_alloc *ma, void **p, int n)
+{
+	return callback_in_flight_of(ma, 64, p, n);
 }
 
 /* The owner's chain on its way to the RCU stage (rcu_out), walked and
@@ -316,6 +323,133 @@ static void test_owner_batches_wait_private_until_the_stage_takes_the_last_one(v
 		}
 	}
 	assert_int_equal(whole, 1);
+	bpf_mem_alloc_destroy(&ma);
+}
+
+/* Every slot of c holds a chain of `per_slot` of the objects in q[]
+ * (allocated by c's owner), with its count. */
+static void slots_fill(struct bpf_mem_cache *c, void **q, int per_slot)
+{
+	for (int i = 0; i < REUSE_SLOTS; i++) {
+		struct llist_node *first = NULL;
+
+		for (int k = 0; k < per_slot; k++) {
+			struct llist_node *n = (struct llist_node *)((char *)q[i * per_slot + k] - T_HDR);
+
+			n->next = first;
+			first = n;
+		}
+		assert_null(atomic_load(&c->reuse_chain[i]));
+		atomic_store(&c->reuse_cnt[i], per_slot);
+		atomic_store(&c->reuse_chain[i], first);
+	}
+}
+
+/* Objects in c's slots, each chain walked and checked against its count
+ * and the bound on what one slot may hold. */
+static int slots_count(struct bpf_mem_cache *c)
+{
+	int total = 0;
+
+	for (int i = 0; i < REUSE_SLOTS; i++) {
+		struct llist_node *chain = atomic_load(&c->reuse_chain[i]);
+		int n = (int)llist_count(chain);
+
+		assert_true(chain != REUSE_BUSY);
+		assert_int_equal(n, atomic_load(&c->reuse_cnt[i]));
+		assert_true(n <= RCU_PENDING_MAX(c));
+		total += n;
+	}
+	return total;
+}
+
+#define BIG 4088	/* the 4096 class: RCU_PENDING_MAX is small */
+#define BIG_FREED 10
+
+/*
+ * Every slot taken (refill batches, trims): the objects of a grace period
+ * go in front of a ready chain rather than to the backend, as long as that
+ * chain stays within RCU_PENDING_MAX; past it they take the tasks-trace
+ * path.  They come back in two stages, of 1 and 9 objects.  Slots that
+ * have `room` objects left before the bound: 10 leaves room for both
+ * stages, 4 only for the first.
+ */
+static void gp_chain_joins_a_ready_one(int room, int expect_in_slots)
+{
+	static struct bpf_mem_alloc ma;
+	static void *q[REUSE_SLOTS * 1024];
+	struct leave_after_flush l;
+	pthread_t t;
+	int per_slot;
+	struct bpf_mem_cache *c;
+	struct t_reader *r;
+	void *p[BIG_FREED];
+	int in_slots = 0;
+
+	r = callback_in_flight_of(&ma, BIG, p, BIG_FREED);
+	c = t_cache(&ma, 0, 0);
+	per_slot = RCU_PENDING_MAX(c) - room;
+	assert_true(per_slot > 0 && per_slot <= 1024);
+	t_refill_stall();
+	for (int i = 0; i < REUSE_SLOTS * per_slot; i++) {
+		q[i] = bpf_mem_cache_alloc(&ma);
+		assert_non_null(q[i]);
+	}
+	t_owner_takes_ready_chains(c);	/* what the allocations' refills left */
+	slots_fill(c, q, per_slot);
+	t_refill_resume();
+	for (int i = 1; i < BIG_FREED; i++)
+		bpf_mem_cache_free_rcu(&ma, p[i]);
+	/* the barrier's flush before p[0]'s grace period ends: 9 in one stage */
+	l.c = c;
+	l.r = r;
+	assert_int_equal(pthread_create(&t, NULL, leave_after_flush_main, &l), 0);
+	bpfmem_rcu_barrier();
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(slots_count(c), REUSE_SLOTS * per_slot + expect_in_slots);
+	for (int i = 0; i < BIG_FREED; i++)
+		in_slots += t_ready_holds(c, p[i]);
+	assert_int_equal(in_slots, expect_in_slots);
+	bpf_mem_alloc_destroy(&ma);
+}
+
+static void test_a_grace_periods_objects_join_a_ready_chain_when_every_slot_is_taken(void **state)
+{
+	gp_chain_joins_a_ready_one(BIG_FREED, BIG_FREED);
+}
+
+static void test_a_ready_chain_never_grows_past_its_bound(void **state)
+{
+	gp_chain_joins_a_ready_one(4, 1);
+}
+
+/*
+ * An owned CPU's objects come back to it even when the last one it freed
+ * was borrowed from the shared CPU (whose address the origin hint then
+ * holds): the shared copy serves threads without a CPU, and would keep
+ * them from the owner.
+ */
+static void test_an_owned_cpus_free_rcu_objects_come_back_to_it_not_to_the_shared_cpu(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	struct bpf_mem_cache *c, *shared;
+	struct t_reader *r;
+	void *p[3];
+
+	r = callback_in_flight(&ma, p, 3);
+	c = t_cache(&ma, 0, 0);
+	shared = t_cache(&ma, 0, SHARED_CPU);
+	assert_ptr_equal(c->shared, shared);
+	*(struct bpf_mem_cache **)((char *)p[2] - T_HDR) = shared;	/* borrowed */
+	bpf_mem_cache_free_rcu(&ma, p[1]);
+	bpf_mem_cache_free_rcu(&ma, p[2]);
+	assert_ptr_equal(atomic_load(&c->tgt), shared);
+	t_reader_leave(r);
+	bpfmem_rcu_barrier();
+	for (int i = 0; i < 3; i++) {
+		assert_true(t_ready_holds(c, p[i]));
+		assert_false(t_ready_holds(shared, p[i]));
+	}
 	bpf_mem_alloc_destroy(&ma);
 }
 
@@ -590,6 +724,9 @@ int main(void)
 		cmocka_unit_test(test_owner_free_rcu_hands_on_whole_batches_behind_a_callback),
 		cmocka_unit_test(test_owner_slow_path_hands_on_pending_free_rcu),
 		cmocka_unit_test(test_owner_batches_wait_private_until_the_stage_takes_the_last_one),
+		cmocka_unit_test(test_a_grace_periods_objects_join_a_ready_chain_when_every_slot_is_taken),
+		cmocka_unit_test(test_a_ready_chain_never_grows_past_its_bound),
+		cmocka_unit_test(test_an_owned_cpus_free_rcu_objects_come_back_to_it_not_to_the_shared_cpu),
 		cmocka_unit_test(test_free_rcu_reentering_the_owner_goes_to_the_atomic_list),
 		cmocka_unit_test(test_trimmed_objects_stay_valid_while_rcu_reader_inside),
 		cmocka_unit_test(test_trimmed_objects_stay_valid_while_trace_reader_inside),

@@ -143,8 +143,11 @@ static void test_per_cpu_objects_still_wait_for_the_refill_thread(void **state)
 	bpf_mem_alloc_destroy(&ma);
 }
 
+/* More of the 4096 class than RCU_PENDING_MAX lets wait for a grace period */
+#define RCU_BURST	(RCU_PENDING_BYTES / 4096 + 128)
+
 /*
- * More *_free_rcu objects of the cache than its reuse slots hold wait for
+ * More *_free_rcu objects of the cache than RCU_PENDING_MAX wait for
  * an RCU grace period (a reader holds it): the owner that runs dry waits
  * for them, NULL once the shared CPU's objects are gone too, rather than
  * take the backend's memory for as long as the grace period lasts.
@@ -152,20 +155,20 @@ static void test_per_cpu_objects_still_wait_for_the_refill_thread(void **state)
 static void test_an_owner_waits_for_its_free_rcu_objects_instead_of_refilling(void **state)
 {
 	static struct bpf_mem_alloc ma;
-	static void *p[BURST];
+	static void *p[RCU_BURST];	/* 4 KiB each */
 	struct bpf_mem_cache *c;
 	struct t_reader *r;
 	unsigned long refills, backend;
 	int n;
 
 	assert_int_equal(bpf_mem_alloc_init(&ma, BIG, false), 0);
-	for (n = 0; n < BURST; n++) {
+	for (n = 0; n < RCU_BURST; n++) {
 		p[n] = alloc_of(&ma, 0);
 		assert_non_null(p[n]);
 	}
 	c = t_cache(&ma, 0, bpfmem_current_cpu());
 	r = t_reader_enter(false);
-	for (n = 0; n < BURST; n++)
+	for (n = 0; n < RCU_BURST; n++)
 		bpf_mem_cache_free_rcu(&ma, p[n]);
 	irq_work_flush();
 	assert_true(rcu_owned_in_flight(c) > RCU_PENDING_MAX(c));
@@ -173,14 +176,14 @@ static void test_an_owner_waits_for_its_free_rcu_objects_instead_of_refilling(vo
 	refills = atomic_load(&c->inline_refills);
 	backend = atomic_load(&c->backend_allocs) +
 		  atomic_load(&t_cache(&ma, 0, SHARED_CPU)->backend_allocs);
-	for (n = 0; n < BURST && (p[n] = alloc_of(&ma, 0)); n++)
+	for (n = 0; n < RCU_BURST && (p[n] = alloc_of(&ma, 0)); n++)
 		;
 	/* read before the refill thread runs what the allocations raised */
 	refills = atomic_load(&c->inline_refills) - refills;
 	backend = atomic_load(&c->backend_allocs) +
 		  atomic_load(&t_cache(&ma, 0, SHARED_CPU)->backend_allocs) - backend;
 	t_refill_resume();
-	assert_true(n < BURST);
+	assert_true(n < RCU_BURST);
 	assert_int_equal(refills, 0);
 	assert_int_equal(backend, 0);
 	while (n)

@@ -283,21 +283,6 @@ static void test_reuse_slots_hold_a_bounded_number_of_objects(void **state)
 	t_park_trims(park);
 }
 
-/* What the owner (this thread, nothing else running) does when its list
- * runs dry, for every ready chain at once: the slots end up empty. */
-static void owner_takes_ready_chains(struct bpf_mem_cache *c)
-{
-	for (int i = 0; i < REUSE_SLOTS; i++) {
-		struct llist_node *chain = atomic_exchange(&c->reuse_chain[i], NULL);
-
-		if (!chain)
-			continue;
-		llist_last(chain)->next = c->free_llist.first;
-		c->free_llist.first = chain;
-		atomic_store(&c->free_cnt, t_free_cnt(c) + atomic_load(&c->reuse_cnt[i]));
-	}
-}
-
 /*
  * Objects waiting on the tasks-trace lists are the cache's own: when its
  * owner runs low, one refill run hands over a batch and fills every other
@@ -324,7 +309,7 @@ static void test_refill_fills_every_free_slot_from_the_tasks_trace_lists(void **
 		assert_ptr_equal(t_owner(p[i]), c);
 		irq_work_flush();
 	}
-	owner_takes_ready_chains(c);
+	t_owner_takes_ready_chains(c);
 	t_slots_block(c);		/* every trim goes to the tasks-trace lists */
 	for (int i = 0; i < 500; i++)
 		bpf_mem_cache_free(&ma, p[i]);

@@ -6,12 +6,18 @@
  * grace period cannot wait that long (a stream of *_free_rcu would hold
  * 10 ms worth of objects in flight, and go to the backend for new ones
  * meanwhile).  This thread starts the next grace period as soon as one has
- * ended and callbacks are queued, so a callback waits for one grace period
- * and at most one more, never for a timer.
+ * ended and callbacks are queued, but no sooner than RCU_HURRY_GAP_NS after
+ * the previous one started: a grace period interrupts every CPU that runs
+ * a thread of this process (urcu's membarrier; on a virtual machine an
+ * inter-processor interrupt is a few microseconds of the workload's time),
+ * and back to back they cost a stream of *_free_rcu more in interrupted
+ * work than the gap costs in objects in flight.  A barrier's caller does
+ * not wait for the gap.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
+#include <time.h>
 
 #include "bug.h"
 #include "rcu.h"
@@ -22,18 +28,48 @@
  * thread takes the whole queue, drops the lock, waits for a grace period
  * and runs the callbacks, which may queue more (the next stage).
  */
+#define RCU_HURRY_GAP_NS	100000L
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;	/* work queued, or park */
+static pthread_cond_t wake;	/* work queued, a barrier waits, or park (CLOCK_MONOTONIC) */
 static pthread_cond_t done = PTHREAD_COND_INITIALIZER;	/* `finished` grew, or parked */
 static struct rcu_head *first, **last = &first;	/* FIFO, linked through head->next */
 static unsigned long queued, finished;		/* callbacks queued, and run, ever */
+static int barriers;		/* callers waiting in rcu_hurry_barrier() */
 static bool running;		/* a thread exists */
-static bool idle;		/* it waits on `wake` */
+static bool idle;		/* it waits on `wake` with nothing queued */
 static bool park_req, parked;	/* fork: stop between grace periods */
 static pthread_t thread;
 
+__attribute__((constructor)) static void wake_init(void)
+{
+	pthread_condattr_t attr;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&wake, &attr);
+	pthread_condattr_destroy(&attr);
+}
+
+static struct timespec ts_add(struct timespec t, long ns)
+{
+	t.tv_nsec += ns;
+	while (t.tv_nsec >= 1000000000L) {
+		t.tv_nsec -= 1000000000L;
+		t.tv_sec++;
+	}
+	return t;
+}
+
+static bool ts_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
 static void *hurry_main(void *arg)
 {
+	struct timespec next_start;	/* of the next grace period, at the earliest */
+
 	(void)arg;
 	rcu_thread_online();	/* the callbacks call call_rcu (tasks trace) */
 	/* liburcu creates its call_rcu thread on the first call_rcu, under
@@ -41,10 +77,12 @@ static void *hurry_main(void *arg)
 	 * callback of ours must never be that first call, or a fork would
 	 * wait for it while it waits for the fork */
 	RCU_TRACE(call_ready)();
+	clock_gettime(CLOCK_MONOTONIC, &next_start);
 	pthread_mutex_lock(&lock);
 	for (;;) {
 		struct rcu_head *head, *next;
 		unsigned long n = 0;
+		struct timespec now;
 
 		while (!first || park_req) {
 			if (park_req) {
@@ -63,6 +101,13 @@ static void *hurry_main(void *arg)
 			pthread_cond_wait(&wake, &lock);
 			idle = false;
 		}
+		/* the gap: callbacks queued meanwhile share the grace period */
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (!barriers && ts_before(&now, &next_start)) {
+			pthread_cond_timedwait(&wake, &lock, &next_start);
+			continue;	/* park, a barrier, or the gap is over */
+		}
+		next_start = ts_add(now, RCU_HURRY_GAP_NS);
 		head = first;
 		first = NULL;
 		last = &first;
@@ -121,8 +166,11 @@ void rcu_hurry_barrier(void)
 	pthread_mutex_lock(&lock);
 	if (!running && first)
 		spawn();	/* an earlier start failed */
+	barriers++;
+	pthread_cond_signal(&wake);	/* out of the gap */
 	for (unsigned long target = queued; finished < target && running;)
 		pthread_cond_wait(&done, &lock);
+	barriers--;
 	pthread_mutex_unlock(&lock);
 #ifdef __SANITIZE_THREAD__
 	__tsan_acquire(&rcu_tsan_gp_token);
@@ -167,9 +215,10 @@ void rcu_hurry_after_fork_parent(void)
 void rcu_hurry_after_fork_child(void)
 {
 	pthread_mutex_init(&lock, NULL);
-	pthread_cond_init(&wake, NULL);
+	wake_init();
 	pthread_cond_init(&done, NULL);
 	park_req = parked = running = idle = false;
+	barriers = 0;
 	if (first)
 		spawn();
 }
