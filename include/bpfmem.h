@@ -114,8 +114,10 @@ void bpfmem_rcu_read_unlock_trace(void);
 void bpfmem_synchronize_rcu(void);
 void bpfmem_synchronize_rcu_trace(void);
 /* P.  Returns after every RCU callback the library queued before the call
- * has run (objects freed with *_free_rcu before the call have been recycled
- * or returned to the backend). */
+ * has run: objects the calling thread freed with *_free_rcu before the call
+ * have been recycled or returned to the backend.  Other threads hand theirs
+ * on in batches (bpfmem_rcu_read_lock(3)): fewer than a batch per size
+ * class may still wait with their virtual CPU. */
 void bpfmem_rcu_barrier(void);
 
 /* ---- runtime: memory accounting ---------------------------------------- */

@@ -634,14 +634,23 @@ static void rcu_gp_done(struct bpf_mem_cache *c, struct llist_node *first,
 		enque_to_free_and_call(tgt, first, last);
 }
 
-/* The RCU stage, one at a time: take the owner's chain out of rcu_out. */
+/*
+ * The RCU stage, one at a time: take the owner's chain out of rcu_out.
+ * REUSE_BUSY while we read its tail and count, so that the owner, which
+ * takes a chain back with a CAS from it, does not write them meanwhile.
+ */
 static struct llist_node *rcu_out_take(struct bpf_mem_cache *c, struct llist_node **tail,
 				       int *cnt)
 {
-	struct llist_node *first = atomic_load_explicit(&c->rcu_out, memory_order_acquire);
+	struct llist_node *first = atomic_load_explicit(&c->rcu_out, memory_order_relaxed);
 
+	/* acquire: the tail, the count and the links published with it */
+	while (first && !atomic_compare_exchange_weak_explicit(&c->rcu_out, &first, REUSE_BUSY,
+							       memory_order_acquire,
+							       memory_order_relaxed))
+		;
 	if (!first)
-		return NULL;
+		return NULL;	/* the owner took it back, to publish it again */
 	*tail = c->rcu_out_tail;
 	*cnt = c->rcu_out_cnt;
 	/* release: the owner writes the next tail and count after our reads */
@@ -765,7 +774,8 @@ static void bpf_mem_refill(struct irq_work *work)
 	 * a refill is low + batch.  free_cnt is read racily: it need not be
 	 * exact.
 	 */
-	cached = atomic_load_explicit(&c->free_cnt, memory_order_relaxed) + reuse_ready(c);
+	cached = atomic_load_explicit(&c->free_cnt, memory_order_relaxed) + reuse_ready(c) +
+		 atomic_load_explicit(&c->parked_cnt, memory_order_relaxed);
 	if (cached < c->low_watermark + c->batch && reuse_has_free_slot(c)) {
 		alloc_bulk(c, c->batch, false);
 		recycle_ttrace(c);
@@ -779,92 +789,30 @@ static void bpf_mem_refill(struct irq_work *work)
 /* ---- the owner's side ---- */
 
 /*
- * Inside the critical section, with an empty free_llist: take a ready
- * chain (O(1), its count comes with it), else what re-entrant frees left
- * on free_llist_extra, else this cache's parked trims.  Either way the
- * list was empty, so LIFO order holds.
- */
-static void take_ready(struct bpf_mem_cache *c)
-{
-	struct llist_node *chain;
-	int cnt;
-
-	chain = reuse_take(c, &cnt);
-	if (!chain) {
-		chain = llist_del_all(&c->free_llist_extra);
-		cnt = (int)llist_count(chain);
-	}
-	if (!chain) {
-		/* its own trims, parked, with their count: a large class's are
-		 * up to 128 objects on as many cold pages, not to be walked */
-		chain = c->parked;
-		cnt = atomic_load_explicit(&c->parked_cnt, memory_order_relaxed);
-		/* emptied first: a fork child copying us halfway may lose
-		 * them, never see them twice */
-		c->parked = NULL;
-		atomic_store_explicit(&c->parked_cnt, 0, memory_order_relaxed);
-		barrier();
-	}
-	c->free_llist.first = chain;
-	atomic_store_explicit(&c->free_cnt, cnt, memory_order_relaxed);
-}
-
-/*
- * Above the high watermark: keep the (low+high)/2 most recently freed
- * objects, which are the cache-hot ones, and hand the rest to the origin
- * cache as one ready chain.  If its slots are all taken, they are parked
- * here for the owner; past the bound they go to the refill thread and
- * through the grace periods, and true then.
- */
-static bool trim(struct bpf_mem_cache *c)
-{
-	int cnt = atomic_load_explicit(&c->free_cnt, memory_order_relaxed);
-	int keep = (c->low_watermark + c->high_watermark) / 2;
-	int parked = atomic_load_explicit(&c->parked_cnt, memory_order_relaxed);
-	struct llist_node *last = c->free_llist.first, *cut, *cut_last;
-
-	for (int i = 1; i < keep; i++)
-		last = last->next;
-	cut = last->next;
-	last->next = NULL;
-	atomic_store_explicit(&c->free_cnt, keep, memory_order_relaxed);
-	atomic_store_explicit(&c->trims,
-			      atomic_load_explicit(&c->trims, memory_order_relaxed) + 1,
-			      memory_order_relaxed);
-	if (reuse_put(origin_hint(c), cut, cnt - keep))
-		return false;
-	cut_last = llist_last(cut);	/* the cold end: cnt - keep objects */
-	if (parked + cnt - keep > TRIM_PARK_MAX(c)) {
-		llist_add_batch(cut, cut_last, &c->trim_llist);
-		return true;
-	}
-	cut_last->next = c->parked;
-	barrier();	/* linked before it is parked (fork) */
-	c->parked = cut;
-	atomic_store_explicit(&c->parked_cnt, parked + cnt - keep, memory_order_relaxed);
-	return false;
-}
-
-/*
- * Inline refills and fork.  The backend is lock-free, so a thread inside it
- * may hold chunks nobody else can reach (for a moment, a class's whole
- * partial list): a fork child would lose them with the thread.  Fork
- * preparation therefore closes the gate and waits until the inline
- * refills of other threads are out; a refill that finds the gate closed
- * gives up, and its owner waits for the refill thread as it did before.
- * The forking thread's own refills (fork called from a handler that
+ * The owner's steps that hold objects only in its own variables, and fork.
+ * An inline refill holds what the lock-free backend handed it (for a
+ * moment, a class's whole partial list); taking a ready chain or parked
+ * objects, a trim, and handing on a *_free_rcu batch hold a chain between
+ * the list they leave and the one they join, up to RCU_PENDING_MAX objects.
+ * A fork child would lose them with the thread.  Fork preparation
+ * therefore closes the gate and waits until those steps of other threads
+ * are out; a step that finds the gate closed gives up (a refill or a take
+ * leaves its owner to wait for the refill thread or the shared CPU, a trim
+ * or a hand-on is tried again on the next slow path).
+ * The forking thread's own steps (fork called from a handler that
  * interrupted one) can only end after the fork: they are not waited for,
  * and still run in the child, where they decrement the count they raised.
  * Each side writes its own word, then reads the other's (seq_cst): at
  * least one of them sees the other.
  */
 static _Atomic bool inline_gate_closed;	/* fork preparation closes, the parent and the child open */
-static _Atomic long inline_in_flight;	/* inline refills between enter and exit, every thread */
+static _Atomic long inline_in_flight;	/* gated steps between enter and exit, every thread */
 static __tls_ie int inline_mine;	/* of those, this thread's: handlers nest, each undoes its own */
 
 #if BPFMEM_TEST_SEAMS
 void (*_Atomic memalloc_seam_inline_refill)(void);
 void (*_Atomic memalloc_seam_fork_waits)(void);
+void (*_Atomic memalloc_seam_take)(void);
 #define memalloc_seam(hook)							\
 	do {									\
 		void (*fn)(void) = atomic_load_explicit(&(hook), memory_order_acquire); \
@@ -897,7 +845,7 @@ static void inline_gate_close(void)
 	atomic_store(&inline_gate_closed, true);
 	if (atomic_load(&inline_in_flight) > inline_mine)
 		memalloc_seam(memalloc_seam_fork_waits);
-	/* a refill is one backend call: mmap at worst */
+	/* a refill is one backend call, mmap at worst; a take walks a piece */
 	while (atomic_load_explicit(&inline_in_flight, memory_order_acquire) > inline_mine)
 		sched_yield();
 }
@@ -906,6 +854,115 @@ static void inline_gate_open(void)
 {
 	atomic_store_explicit(&inline_gate_closed, false, memory_order_release);
 }
+
+/*
+ * Owner, inside the critical section: the first `n` objects of `chain`
+ * (which holds `cnt`) onto the empty free_llist, the rest parked, as a
+ * refill lands `batch` objects rather than all the cache will need: a list
+ * far above the high watermark would trim on the next free, and walk what
+ * it cuts when the slots are taken.  The walk is over the `n` objects the
+ * owner allocates next.  Parked must be empty.  Each step is in memory
+ * before the next (fork): a child copying us halfway may lose the objects
+ * we hold, never see them twice.
+ */
+static void take_piece(struct bpf_mem_cache *c, struct llist_node *chain, int cnt, int n)
+{
+	struct llist_node *last = chain;
+
+	for (int i = 1; i < n; i++)
+		last = last->next;
+	c->parked = last->next;
+	barrier();
+	atomic_store_explicit(&c->parked_cnt, cnt - n, memory_order_relaxed);
+	memalloc_seam(memalloc_seam_take);
+	last->next = NULL;
+	barrier();
+	c->free_llist.first = chain;
+	atomic_store_explicit(&c->free_cnt, n, memory_order_relaxed);
+}
+
+/*
+ * Inside the critical section, with an empty free_llist: the objects
+ * parked here (this cache's trims, the rest of a long chain), else a
+ * ready chain (O(1), its count comes with it), else what re-entrant frees
+ * left on free_llist_extra.  Either way the list was empty, so LIFO order
+ * holds.  Up to the high watermark they come whole, no walk: a large
+ * class's parked trims are up to 128 objects on as many cold pages;
+ * beyond it, a piece of (low + high) / 2, what a trim keeps.
+ */
+static void take_ready(struct bpf_mem_cache *c)
+{
+	struct llist_node *chain = c->parked;
+	int cnt = atomic_load_explicit(&c->parked_cnt, memory_order_relaxed);
+
+	if (!inline_enter())
+		return;
+	if (!chain) {
+		chain = reuse_take(c, &cnt);
+		if (!chain) {
+			chain = llist_del_all(&c->free_llist_extra);
+			cnt = (int)llist_count(chain);
+		}
+	}
+	if (chain && cnt > c->high_watermark) {
+		/* parked is empty, or this is all of it: it may park again */
+		take_piece(c, chain, cnt, (c->low_watermark + c->high_watermark) / 2);
+	} else if (chain) {
+		/* emptied first: a fork child copying us halfway (a handler's
+		 * fork) may lose them, never see them twice */
+		if (chain == c->parked) {
+			c->parked = NULL;
+			atomic_store_explicit(&c->parked_cnt, 0, memory_order_relaxed);
+			barrier();
+		}
+		c->free_llist.first = chain;
+		atomic_store_explicit(&c->free_cnt, cnt, memory_order_relaxed);
+	}
+	inline_exit();
+}
+
+/*
+ * Above the high watermark: keep the (low+high)/2 most recently freed
+ * objects, which are the cache-hot ones, and hand the rest to the origin
+ * cache as one ready chain.  If its slots are all taken, they are parked
+ * here for the owner; past the bound they go to the refill thread and
+ * through the grace periods, and true then.
+ */
+static bool trim(struct bpf_mem_cache *c)
+{
+	int cnt = atomic_load_explicit(&c->free_cnt, memory_order_relaxed);
+	int keep = (c->low_watermark + c->high_watermark) / 2;
+	int parked = atomic_load_explicit(&c->parked_cnt, memory_order_relaxed);
+	struct llist_node *last = c->free_llist.first, *cut, *cut_last;
+	bool raise = false;
+
+	if (!inline_enter())
+		return false;	/* a fork is being prepared: the next free trims */
+	for (int i = 1; i < keep; i++)
+		last = last->next;
+	cut = last->next;
+	last->next = NULL;
+	atomic_store_explicit(&c->free_cnt, keep, memory_order_relaxed);
+	atomic_store_explicit(&c->trims,
+			      atomic_load_explicit(&c->trims, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+	if (!reuse_put(origin_hint(c), cut, cnt - keep)) {
+		cut_last = llist_last(cut);	/* the cold end: cnt - keep objects */
+		if (parked + cnt - keep > TRIM_PARK_MAX(c)) {
+			llist_add_batch(cut, cut_last, &c->trim_llist);
+			raise = true;
+		} else {
+			cut_last->next = c->parked;
+			barrier();	/* linked before it is parked (fork) */
+			c->parked = cut;
+			atomic_store_explicit(&c->parked_cnt, parked + cnt - keep,
+					      memory_order_relaxed);
+		}
+	}
+	inline_exit();
+	return raise;
+}
+
 
 /*
  * The owner, inside the critical section, found its list empty and no
@@ -985,27 +1042,47 @@ static void cache_setup(struct bpf_mem_cache *c, const struct bpf_mem_cache *tmp
 /*
  * Owner, inside the critical section: hand the pending *_free_rcu objects
  * to the RCU stage through rcu_out.  If the stage has not taken the last
- * chain yet they stay private, and the next *_free_rcu or slow path tries
- * again; `force` (a barrier's flush) then pushes them onto free_by_rcu,
- * where the stage walks them.  True: raise the work, no stage is in
- * flight to pick them up.  The fence pairs with the one in __free_by_rcu
- * (store-load): either we see its stage ended, or it sees our objects.
+ * chain yet, take it back (a CAS from it: the stage takes it with a CAS
+ * too) and publish both as one, so that nothing waits here longer than
+ * a batch.  Only while the stage is reading a chain (REUSE_BUSY) do they
+ * stay private, for the next *_free_rcu or slow path; `force` (a barrier's
+ * flush) then pushes them onto free_by_rcu, where the stage walks them.
+ * True: raise the work, no stage is in flight to pick them up.  The fence
+ * pairs with the one in __free_by_rcu (store-load): either we see its
+ * stage ended, or it sees our objects.
  */
 static bool rcu_local_publish(struct bpf_mem_cache *c, bool force)
 {
 	struct llist_node *first = c->rcu_local_first, *last = c->rcu_local_last;
+	struct llist_node *out = atomic_load_explicit(&c->rcu_out, memory_order_acquire);
 	int cnt = c->rcu_local_cnt;
-	bool out = !atomic_load_explicit(&c->rcu_out, memory_order_acquire);
+	bool raise;
 
-	if (!out && !force)
+	if (!inline_enter())
+		return false;	/* a fork is being prepared: the next call hands on */
+	/* acquire either way: on failure `out` may be the NULL the stage
+	 * stored (release) after reading the tail and count we write next */
+	if (out && out != REUSE_BUSY &&
+	    atomic_compare_exchange_strong_explicit(&c->rcu_out, &out, NULL,
+						    memory_order_acquire, memory_order_acquire)) {
+		/* ours again, tail and count as we wrote them; its objects are
+		 * counted in rcu_pending already */
+		last->next = out;
+		last = c->rcu_out_tail;
+		cnt += c->rcu_out_cnt;
+		out = NULL;
+	}
+	if (out && !force) {
+		inline_exit();
 		return false;
-	atomic_fetch_add_explicit(&c->rcu_pending, cnt, memory_order_relaxed);
+	}
+	atomic_fetch_add_explicit(&c->rcu_pending, c->rcu_local_cnt, memory_order_relaxed);
 	/* emptied before the (release) publication: a fork child copying us
 	 * halfway may lose the batch, never see it twice */
 	c->rcu_local_first = NULL;
 	c->rcu_local_cnt = 0;
 	barrier();
-	if (out) {
+	if (!out) {
 		c->rcu_out_tail = last;
 		c->rcu_out_cnt = cnt;
 		atomic_store_explicit(&c->rcu_out, first, memory_order_release);
@@ -1013,14 +1090,17 @@ static bool rcu_local_publish(struct bpf_mem_cache *c, bool force)
 		llist_add_batch(first, last, &c->free_by_rcu);
 	}
 	atomic_thread_fence(memory_order_seq_cst);
-	return !atomic_load_explicit(&c->call_rcu_in_progress, memory_order_relaxed);
+	raise = !atomic_load_explicit(&c->call_rcu_in_progress, memory_order_relaxed);
+	inline_exit();
+	return raise;
 }
 
 /*
  * The owner's *_free_rcu: the kernel keeps free_by_rcu private to its CPU
- * (a plain push); here the refill thread takes it from another core, so
- * the owner collects a batch privately and publishes it with one CAS, at
- * once when no RCU stage is in flight (nothing would batch behind it).
+ * (a plain push); here the RCU stage takes it from another thread, so the
+ * owner collects a batch privately and publishes it on rcu_out (at most
+ * one CAS per batch), at once when no RCU stage is in flight (nothing
+ * would batch behind it).
  * False: not entered (re-entry, a copy not set up): the caller pushes.
  */
 static bool rcu_local_add(struct bpf_mem_cache *c, struct llist_node *llnode)
@@ -1084,8 +1164,10 @@ static void *unit_alloc_slow(struct bpf_mem_cache *c, struct bpf_mem_cache *tmpl
 			*(struct bpf_mem_cache **)llnode = c;
 		}
 		cnt = free_cnt_add(c, llnode ? -1 : 0);
-		/* the kernel's rule, with the ready chains counted as cached */
-		cached = cnt + reuse_ready(c);
+		/* the kernel's rule, with the ready chains and the parked
+		 * objects counted as cached */
+		cached = cnt + reuse_ready(c) +
+			 atomic_load_explicit(&c->parked_cnt, memory_order_relaxed);
 		low = cached < c->low_watermark;
 		/* back here at the low watermark; or only once the list is
 		 * empty, when a chain is ready or the refill was raised */

@@ -71,8 +71,9 @@ struct bpf_mem_cache {
 	int reuse_next;			/* owner, inside active: reuse_take() starts here */
 	_Atomic unsigned long trims;	/* owner increments (no RMW: single writer per lock) */
 	/* owner, inside active (owned CPUs only): *_free_rcu objects not yet
-	 * handed on, published to rcu_out in batches and whenever the owner
-	 * takes a slow path; `last` is valid while `first` is not NULL */
+	 * handed on (fewer than a batch, but while the stage reads rcu_out),
+	 * published to rcu_out in batches and whenever the owner takes a slow
+	 * path; `last` is valid while `first` is not NULL */
 	int rcu_local_cnt;
 	int rcu_out_cnt;		/* see rcu_out */
 	struct llist_node *rcu_local_first, *rcu_local_last;
@@ -82,17 +83,23 @@ struct bpf_mem_cache {
 	 * is reuse_chain[i]: NULL, free.  REUSE_BUSY: claimed by a producer
 	 * (anyone) with a CAS from NULL, which writes reuse_cnt[i] and then
 	 * publishes the chain (release).  A chain: NULL-terminated,
-	 * reuse_cnt[i] objects; only the owner empties it (acquire load, read
-	 * the count, release store of NULL) --- */
+	 * reuse_cnt[i] objects.  The owner takes it: exchange to REUSE_BUSY
+	 * (acquire), read the count, release store of NULL.  The RCU stage
+	 * may also claim a chain with a CAS from it to REUSE_BUSY, to put its
+	 * own in front (reuse_merge()) --- */
 	_Atomic(struct llist_node *) reuse_chain[REUSE_SLOTS] ____cacheline_aligned;
 	_Atomic int reuse_cnt[REUSE_SLOTS];
 	/* the owner's *_free_rcu batches on their way to the RCU stage, one
 	 * chain at a time, tail (rcu_out_tail) and count (rcu_out_cnt) with
 	 * it, so that nobody walks them: a walk from another core would pull
 	 * every line away from the owner, which reuses them right after the
-	 * grace period.  The owner fills tail and count while rcu_out is NULL,
-	 * then publishes the chain (release); the RCU stage (one at a time,
-	 * under call_rcu_in_progress) reads them and stores NULL (release) */
+	 * grace period.  The owner fills tail and count while rcu_out is NULL
+	 * (seen with acquire, or made so by its own CAS from the chain it
+	 * published last, to add to it), then publishes the chain (release).
+	 * The RCU stage (one at a time, under call_rcu_in_progress) claims it
+	 * with a CAS to REUSE_BUSY (acquire), reads them, stores NULL
+	 * (release).  Neither CAS can be fooled by ABA: only the owner
+	 * publishes, and it knows what it published last */
 	_Atomic(struct llist_node *) rcu_out;
 	struct llist_node *rcu_out_tail;
 
@@ -102,8 +109,8 @@ struct bpf_mem_cache {
 	struct llist_head trim_llist;
 	struct llist_head free_llist_extra;	/* frees that found active held; refill drains */
 	struct llist_head free_by_rcu;		/* *_free_rcu objects of anyone but the owner
-						 * (and its flush when rcu_out is taken), one
-						 * by one; the RCU stage takes all */
+						 * (and its flush while the stage reads rcu_out),
+						 * one by one; the RCU stage takes all */
 	/* filled (release) while call_rcu_in_progress, emptied by the callback;
 	 * tail and count are written before the list is published */
 	struct llist_head waiting_for_gp;
@@ -184,6 +191,8 @@ extern const int bpf_mem_sizes[NUM_CACHES] __hidden;
  * flight, and by fork preparation before it waits for another thread's. */
 extern void (*_Atomic memalloc_seam_inline_refill)(void) __hidden;
 extern void (*_Atomic memalloc_seam_fork_waits)(void) __hidden;
+/* Test build only: called while a take holds a piece in its own variables. */
+extern void (*_Atomic memalloc_seam_take)(void) __hidden;
 /* Test build only: the bytes of trims a cache parks for its owner. */
 extern _Atomic size_t memalloc_seam_trim_park_bytes __hidden;
 #endif
@@ -193,13 +202,14 @@ extern _Atomic size_t memalloc_seam_trim_park_bytes __hidden;
  * period, at most, before its owner waits for them rather than refilling
  * from the backend (see refill_inline()): what a grace period gives back
  * is the pool a stream of them circulates in.  A stream runs at tens of
- * millions of objects a second and an object comes back two grace periods
- * (100 us apart at the least, rcu_hurry.c) after its free: 4 MiB of 64-byte
- * objects lasts about that long (measured with bench/'s free_rcu loop:
- * with 2 MiB it met NULLs and ran ~20 % slower, with 1 MiB ~30 % slower).
- * It bounds, it does not reserve.
+ * millions of objects a second and an object comes back one to two grace
+ * periods (100 us apart at the least, rcu_hurry.c) after its free.
+ * Measured with bench/'s free_rcu loop (2M objects of 64 bytes, 5 runs,
+ * Mobj/s median): 256 KiB 17.5, 1 MiB 48.7, 4 MiB 57.9 (urcu-naive ~7):
+ * 1 MiB keeps most of the rate at a quarter of the memory a cache may
+ * hold in flight.  It bounds, it does not reserve.
  */
-#define RCU_PENDING_BYTES	(4096 * 1024)
+#define RCU_PENDING_BYTES	(1024 * 1024)
 #define RCU_PENDING_MAX(c)						\
 	max(REUSE_SLOTS * (c)->high_watermark,				\
 	    (int)(RCU_PENDING_BYTES /					\

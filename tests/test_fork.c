@@ -564,6 +564,116 @@ static void test_fork_waits_for_another_threads_inline_refill(void **state)
 	bpf_mem_alloc_destroy(&ma);
 }
 
+static sem_t take_entered, take_go;
+
+static void hold_the_take(void)
+{
+	if (!seam_mine())
+		return;
+	sem_post(&take_entered);
+	while (sem_wait(&take_go))
+		;
+}
+
+static void release_the_take(void)
+{
+	atomic_store(&fork_waited, 1);
+	sem_post(&take_go);
+}
+
+struct taker {
+	struct bpf_mem_alloc *ma;
+	sem_t attached, go;
+	void *obj;
+};
+
+static void *taker_main(void *arg)
+{
+	struct taker *k = arg;
+
+	atomic_store(&seam_thread, pthread_self());
+	if (bpfmem_thread_attach(bpfmem_nr_cpus() - 1, 0))	/* no worker's */
+		return NULL;
+	sem_post(&k->attached);
+	while (sem_wait(&k->go))
+		;
+	k->obj = bpf_mem_cache_alloc(k->ma);
+	return NULL;
+}
+
+#define LONG_CHAIN 200
+
+/*
+ * A thread stands inside the take of a long ready chain, a piece of it off
+ * the slot and not yet on its list, when another forks: the child must
+ * find every object of the chain on that cache's list or parked (had fork
+ * copied the take halfway, the piece would be lost with the thread).
+ */
+static void test_fork_waits_for_another_threads_take_of_a_long_chain(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	static struct taker k;
+	struct llist_node *ready[REUSE_SLOTS], *chain = NULL;
+	struct bpf_mem_cache *c;
+	pthread_t t;
+	pid_t pid;
+	int cnt;
+
+	(void)state;
+	memset(&k, 0, sizeof(k));
+	k.ma = &ma;
+	atomic_store(&fork_waited, 0);
+	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
+	sem_init(&k.attached, 0, 0);
+	sem_init(&k.go, 0, 0);
+	sem_init(&take_entered, 0, 0);
+	sem_init(&take_go, 0, 0);
+	assert_int_equal(pthread_create(&t, NULL, taker_main, &k), 0);
+	while (sem_wait(&k.attached))
+		;
+	/* its list empty, one long chain ready: the next allocation takes it */
+	c = t_cache(&ma, 0, bpfmem_nr_cpus() - 1);
+	t_slots_take(c, ready);
+	cnt = t_free_cnt(c);
+	chain = c->free_llist.first;
+	c->free_llist.first = NULL;
+	atomic_store(&c->free_cnt, 0);
+	for (int i = 0; i < LONG_CHAIN; i++) {
+		struct llist_node *n = (struct llist_node *)((char *)bpf_mem_cache_alloc(&ma) - T_HDR);
+
+		n->next = chain;
+		chain = n;
+	}
+	cnt += LONG_CHAIN;
+	atomic_store(&c->reuse_cnt[0], cnt);
+	atomic_store(&c->reuse_chain[0], chain);
+	memalloc_seam_take = hold_the_take;
+	memalloc_seam_fork_waits = release_the_take;
+	sem_post(&k.go);
+	while (sem_wait(&take_entered))
+		;
+	pid = fork();
+	if (pid == 0) {
+		/* the taker's own allocation may have taken one since */
+		int found = (int)llist_count(c->free_llist.first) + (int)llist_count(c->parked);
+
+		_exit(found >= cnt - 1 && found <= cnt ? 0 : 1);
+	}
+	if (!atomic_load(&fork_waited))
+		sem_post(&take_go);	/* fork did not wait: do not leave it stuck */
+	assert_int_equal(pthread_join(t, NULL), 0);
+	memalloc_seam_take = NULL;
+	memalloc_seam_fork_waits = NULL;
+	assert_true(pid > 0);
+	assert_true(atomic_load(&fork_waited));
+	assert_child_ok(pid);
+	assert_non_null(k.obj);
+	assert_null(atomic_load(&c->reuse_chain[0]));	/* taken */
+	t_slots_give_back(c, ready);
+	bpf_mem_cache_free(&ma, k.obj);
+	bpf_mem_alloc_destroy(&ma);
+}
+
 static _Atomic int forked_inside;
 static pid_t inner_child;
 
@@ -651,6 +761,7 @@ int main(void)
 		cmocka_unit_test(test_child_finds_no_guard_or_slot_held_by_a_vanished_thread),
 		cmocka_unit_test(test_parent_keeps_working_after_forks),
 		cmocka_unit_test(test_fork_waits_for_another_threads_inline_refill),
+		cmocka_unit_test(test_fork_waits_for_another_threads_take_of_a_long_chain),
 		cmocka_unit_test(test_fork_from_inside_an_inline_refill_does_not_wait_for_it),
 		cmocka_unit_test(test_parent_returns_everything_to_backend_after_forks),
 	};

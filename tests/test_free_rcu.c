@@ -271,47 +271,33 @@ static void test_owner_free_rcu_hands_on_whole_batches_behind_a_callback(void **
 	bpf_mem_alloc_destroy(&ma);
 }
 
-struct leave_after_flush {
-	struct bpf_mem_cache *c;
-	struct t_reader *r;
-};
-
-static void *leave_after_flush_main(void *arg)
-{
-	struct leave_after_flush *l = arg;
-
-	while (llist_empty(&l->c->free_by_rcu))
-		sched_yield();
-	t_reader_leave(l->r);
-	return NULL;
-}
-
 /*
- * While the RCU stage has not taken the owner's last chain yet, its next
- * batch stays private (no CAS onto the shared list), however long; the
- * barrier's flush then pushes it onto free_by_rcu, and the stage after
- * the one in flight takes both chains in one grace period and hands them
- * back as one ready chain, count included.
+ * While the RCU stage has not taken the owner's last chain yet, the owner's
+ * next batch joins it (taken back with a CAS, tail and count included), so
+ * nothing waits privately longer than a batch; the stage after the one in
+ * flight takes both in one grace period and hands them back as one ready
+ * chain, count included.
  */
-static void test_owner_batches_wait_private_until_the_stage_takes_the_last_one(void **state)
+static void test_owner_batches_join_the_chain_the_stage_has_not_taken(void **state)
 {
 	static struct bpf_mem_alloc ma;
-	struct leave_after_flush l;
 	struct bpf_mem_cache *c;
-	pthread_t t;
+	struct t_reader *r;
 	void *p[97];
 	int whole = 0;
 
-	l.r = callback_in_flight(&ma, p, 97);
-	l.c = c = t_cache(&ma, 0, 0);
-	for (int i = 1; i < 97; i++)
+	r = callback_in_flight(&ma, p, 97);
+	c = t_cache(&ma, 0, 0);
+	for (int i = 1; i <= c->batch; i++)
 		bpf_mem_cache_free_rcu(&ma, p[i]);
 	assert_int_equal(rcu_out_count(c), c->batch);
-	assert_int_equal(c->rcu_local_cnt, c->batch);
+	for (int i = c->batch + 1; i < 97; i++)
+		bpf_mem_cache_free_rcu(&ma, p[i]);
+	assert_int_equal(rcu_out_count(c), 2 * c->batch);
+	assert_int_equal(c->rcu_local_cnt, 0);
 	assert_true(llist_empty(&c->free_by_rcu));
-	assert_int_equal(pthread_create(&t, NULL, leave_after_flush_main, &l), 0);
+	t_reader_leave(r);
 	bpfmem_rcu_barrier();
-	assert_int_equal(pthread_join(t, NULL), 0);
 	for (int i = 0; i < 97; i++)
 		assert_true(t_ready_holds(c, p[i]));
 	for (int i = 0; i < REUSE_SLOTS; i++) {
@@ -378,8 +364,6 @@ static void gp_chain_joins_a_ready_one(int room, int expect_in_slots)
 {
 	static struct bpf_mem_alloc ma;
 	static void *q[REUSE_SLOTS * 1024];
-	struct leave_after_flush l;
-	pthread_t t;
 	int per_slot;
 	struct bpf_mem_cache *c;
 	struct t_reader *r;
@@ -400,12 +384,9 @@ static void gp_chain_joins_a_ready_one(int room, int expect_in_slots)
 	t_refill_resume();
 	for (int i = 1; i < BIG_FREED; i++)
 		bpf_mem_cache_free_rcu(&ma, p[i]);
-	/* the barrier's flush before p[0]'s grace period ends: 9 in one stage */
-	l.c = c;
-	l.r = r;
-	assert_int_equal(pthread_create(&t, NULL, leave_after_flush_main, &l), 0);
+	assert_int_equal(rcu_out_count(c), BIG_FREED - 1);	/* one stage */
+	t_reader_leave(r);
 	bpfmem_rcu_barrier();
-	assert_int_equal(pthread_join(t, NULL), 0);
 	assert_int_equal(slots_count(c), REUSE_SLOTS * per_slot + expect_in_slots);
 	for (int i = 0; i < BIG_FREED; i++)
 		in_slots += t_ready_holds(c, p[i]);
@@ -450,6 +431,65 @@ static void test_an_owned_cpus_free_rcu_objects_come_back_to_it_not_to_the_share
 		assert_true(t_ready_holds(c, p[i]));
 		assert_false(t_ready_holds(shared, p[i]));
 	}
+	bpf_mem_alloc_destroy(&ma);
+}
+
+/*
+ * What a grace period gives back can be thousands of objects in one ready
+ * chain.  The owner takes it in pieces of what a trim keeps, the rest
+ * parked with its count, so that its list stays within the watermarks
+ * (a list far above the high one would trim on the next free).
+ */
+static void test_a_long_ready_chain_is_taken_in_pieces(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	static void *q[300], *got[400];
+	struct llist_node *ready[REUSE_SLOTS], *chain = NULL;
+	struct bpf_mem_cache *c;
+	unsigned long backend;
+	int keep, n;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
+	c = t_cache(&ma, 0, bpfmem_current_cpu());
+	keep = (c->low_watermark + c->high_watermark) / 2;
+	t_refill_stall();
+	for (int i = 0; i < 300; i++) {
+		q[i] = bpf_mem_cache_alloc(&ma);
+		assert_non_null(q[i]);
+	}
+	t_owner_takes_ready_chains(c);
+	for (struct llist_node *n; (n = c->free_llist.first);) {	/* the list, emptied */
+		c->free_llist.first = n->next;
+		n->next = chain;
+		chain = n;
+	}
+	for (int i = 0; i < 300; i++) {
+		struct llist_node *n = (struct llist_node *)((char *)q[i] - T_HDR);
+
+		n->next = chain;
+		chain = n;
+	}
+	atomic_store(&c->free_cnt, 0);
+	t_slots_take(c, ready);
+	atomic_store(&c->reuse_cnt[0], (int)llist_count(chain));
+	atomic_store(&c->reuse_chain[0], chain);
+	backend = atomic_load(&c->backend_allocs);
+	n = (int)llist_count(chain);
+	assert_true(n > c->high_watermark && n <= 400);
+	for (int i = 0; i < n; i++) {
+		got[i] = bpf_mem_cache_alloc(&ma);
+		assert_non_null(got[i]);
+		assert_true(t_free_cnt(c) < c->high_watermark);
+		if (i == 0)
+			assert_int_equal(t_free_cnt(c), keep - 1);	/* the first piece */
+		assert_int_equal((int)llist_count(c->parked), atomic_load(&c->parked_cnt));
+		assert_int_equal(t_free_cnt(c) + atomic_load(&c->parked_cnt), n - 1 - i);
+	}
+	assert_int_equal(atomic_load(&c->backend_allocs), backend);
+	t_slots_give_back(c, ready);
+	t_refill_resume();
+	while (n)
+		bpf_mem_cache_free(&ma, got[--n]);
 	bpf_mem_alloc_destroy(&ma);
 }
 
@@ -723,9 +763,10 @@ int main(void)
 		cmocka_unit_test(test_free_rcu_batched_behind_callback_in_flight_waits_for_own_gp),
 		cmocka_unit_test(test_owner_free_rcu_hands_on_whole_batches_behind_a_callback),
 		cmocka_unit_test(test_owner_slow_path_hands_on_pending_free_rcu),
-		cmocka_unit_test(test_owner_batches_wait_private_until_the_stage_takes_the_last_one),
+		cmocka_unit_test(test_owner_batches_join_the_chain_the_stage_has_not_taken),
 		cmocka_unit_test(test_a_grace_periods_objects_join_a_ready_chain_when_every_slot_is_taken),
 		cmocka_unit_test(test_a_ready_chain_never_grows_past_its_bound),
+		cmocka_unit_test(test_a_long_ready_chain_is_taken_in_pieces),
 		cmocka_unit_test(test_an_owned_cpus_free_rcu_objects_come_back_to_it_not_to_the_shared_cpu),
 		cmocka_unit_test(test_free_rcu_reentering_the_owner_goes_to_the_atomic_list),
 		cmocka_unit_test(test_trimmed_objects_stay_valid_while_rcu_reader_inside),
