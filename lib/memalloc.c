@@ -886,9 +886,10 @@ static void take_piece(struct bpf_mem_cache *c, struct llist_node *chain, int cn
  * parked here (this cache's trims, the rest of a long chain), else a
  * ready chain (O(1), its count comes with it), else what re-entrant frees
  * left on free_llist_extra.  Either way the list was empty, so LIFO order
- * holds.  Up to the high watermark they come whole, no walk: a large
- * class's parked trims are up to 128 objects on as many cold pages;
- * beyond it, a piece of (low + high) / 2, what a trim keeps.
+ * holds.  As many as trims may park come whole, no walk: a large class's
+ * parked trims are up to 128 objects on as many cold pages, and walking
+ * them showed in the tail latency; beyond that (a grace period's objects),
+ * a piece of (low + high) / 2, what a trim keeps.
  */
 static void take_ready(struct bpf_mem_cache *c)
 {
@@ -904,7 +905,7 @@ static void take_ready(struct bpf_mem_cache *c)
 			cnt = (int)llist_count(chain);
 		}
 	}
-	if (chain && cnt > c->high_watermark) {
+	if (chain && cnt > max(c->high_watermark, TRIM_PARK_MAX(c))) {
 		/* parked is empty, or this is all of it: it may park again */
 		take_piece(c, chain, cnt, (c->low_watermark + c->high_watermark) / 2);
 	} else if (chain) {
