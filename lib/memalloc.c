@@ -597,9 +597,10 @@ static void free_bulk(struct bpf_mem_cache *c)
  * Up to RCU_PENDING_MAX of them go back to the origin cache's owner as one
  * ready chain, count included, so the pool circulates without a walk: in a
  * free slot, or in front of a ready chain if the two stay within that
- * bound (the slots may all hold refill batches); else whole chains of up to high_watermark objects fill its slots.  The
- * rest joins its tasks-trace path, where its refill still recycles them
- * before they go back to the backend.
+ * bound (the slots may all hold refill batches); else whole chains of up
+ * to high_watermark objects fill its slots.  The rest joins its tasks-trace
+ * path, where its refill still recycles them before they go back to the
+ * backend.
  */
 static void rcu_gp_done(struct bpf_mem_cache *c, struct llist_node *first,
 			struct llist_node *last, int cnt)

@@ -515,6 +515,34 @@ static void assert_child_ok(pid_t pid)
 }
 
 /*
+ * Another thread (t) is held inside a step by a test hook (`seam`); fork
+ * now.  Fork preparation must wait for that step, releasing it through
+ * memalloc_seam_fork_waits (which posts `go`); the child reports with
+ * child()'s exit status what it found.
+ */
+static void fork_while_held(pthread_t t, sem_t *go, int (*child)(void),
+			    void (*_Atomic *seam)(void))
+{
+	pid_t pid = fork();
+
+	if (pid == 0)
+		_exit(child());
+	if (!atomic_load(&fork_waited))
+		sem_post(go);	/* fork did not wait: do not leave it stuck */
+	assert_int_equal(pthread_join(t, NULL), 0);
+	atomic_store(seam, NULL);
+	memalloc_seam_fork_waits = NULL;
+	assert_true(pid > 0);
+	assert_true(atomic_load(&fork_waited));
+	assert_child_ok(pid);
+}
+
+static int refill_child(void)
+{
+	return atomic_load(&refill_finished) ? 0 : 1;
+}
+
+/*
  * A thread stands inside its inline refill when another forks: the child
  * must see that refill finished (had fork copied it halfway, the child
  * would have lost what the refill held of the backend).
@@ -526,7 +554,6 @@ static void test_fork_waits_for_another_threads_inline_refill(void **state)
 	struct llist_node *ready[REUSE_SLOTS];
 	struct bpf_mem_cache *c;
 	pthread_t t;
-	pid_t pid;
 
 	(void)state;
 	memset(&r, 0, sizeof(r));
@@ -544,17 +571,7 @@ static void test_fork_waits_for_another_threads_inline_refill(void **state)
 	assert_int_equal(pthread_create(&t, NULL, refiller_main, &r), 0);
 	while (sem_wait(&refill_entered))
 		;
-	pid = fork();
-	if (pid == 0)
-		_exit(atomic_load(&refill_finished) ? 0 : 1);
-	if (!atomic_load(&fork_waited))
-		sem_post(&refill_go);	/* fork did not wait: do not leave it stuck */
-	assert_int_equal(pthread_join(t, NULL), 0);
-	memalloc_seam_inline_refill = NULL;
-	memalloc_seam_fork_waits = NULL;
-	assert_true(pid > 0);
-	assert_true(atomic_load(&fork_waited));
-	assert_child_ok(pid);
+	fork_while_held(t, &refill_go, refill_child, &memalloc_seam_inline_refill);
 	assert_true(r.n > 0);
 	t_slots_give_back(c, ready);
 	while (r.n) {
@@ -603,6 +620,19 @@ static void *taker_main(void *arg)
 
 #define LONG_CHAIN 200
 
+static struct bpf_mem_cache *take_cache;
+static int take_cnt;
+
+/* Every object of the chain on the taker's list or parked; its own
+ * allocation may have taken one since. */
+static int take_child(void)
+{
+	int found = (int)llist_count(take_cache->free_llist.first) +
+		    (int)llist_count(take_cache->parked);
+
+	return found >= take_cnt - 1 && found <= take_cnt ? 0 : 1;
+}
+
 /*
  * A thread stands inside the take of a long ready chain, a piece of it off
  * the slot and not yet on its list, when another forks: the child must
@@ -616,7 +646,6 @@ static void test_fork_waits_for_another_threads_take_of_a_long_chain(void **stat
 	struct llist_node *ready[REUSE_SLOTS], *chain = NULL;
 	struct bpf_mem_cache *c;
 	pthread_t t;
-	pid_t pid;
 	int cnt;
 
 	(void)state;
@@ -652,21 +681,9 @@ static void test_fork_waits_for_another_threads_take_of_a_long_chain(void **stat
 	sem_post(&k.go);
 	while (sem_wait(&take_entered))
 		;
-	pid = fork();
-	if (pid == 0) {
-		/* the taker's own allocation may have taken one since */
-		int found = (int)llist_count(c->free_llist.first) + (int)llist_count(c->parked);
-
-		_exit(found >= cnt - 1 && found <= cnt ? 0 : 1);
-	}
-	if (!atomic_load(&fork_waited))
-		sem_post(&take_go);	/* fork did not wait: do not leave it stuck */
-	assert_int_equal(pthread_join(t, NULL), 0);
-	memalloc_seam_take = NULL;
-	memalloc_seam_fork_waits = NULL;
-	assert_true(pid > 0);
-	assert_true(atomic_load(&fork_waited));
-	assert_child_ok(pid);
+	take_cache = c;
+	take_cnt = cnt;
+	fork_while_held(t, &take_go, take_child, &memalloc_seam_take);
 	assert_non_null(k.obj);
 	assert_null(atomic_load(&c->reuse_chain[0]));	/* taken */
 	t_slots_give_back(c, ready);
