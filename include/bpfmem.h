@@ -228,8 +228,8 @@ const char *bpfmem_version(void);
  * memory.  The library checks this section against its own structs at
  * compile time.  Nothing here is API: use the functions above.
  */
-#define BPFMEM_FAST_ABI			2
-#define BPFMEM_FAST_THIS_CPU		bpfmem_fast_abi2_this_cpu
+#define BPFMEM_FAST_ABI			3
+#define BPFMEM_FAST_THIS_CPU		bpfmem_fast_abi3_this_cpu
 #define BPFMEM_FAST_CPU_STRIDE		65536	/* between two virtual CPUs' copies of an area */
 #define BPFMEM_FAST_CLASS_SIZE		384	/* one size class within those */
 #define BPFMEM_FAST_HDR			8	/* header before each object */
@@ -248,12 +248,21 @@ struct bpfmem_fast_cache {
 	int cnt;		/* objects on it */
 	int alloc_floor;	/* alloc stays inline while cnt > alloc_floor */
 	int free_ceil;		/* free stays inline while cnt < free_ceil */
-	int active;		/* re-entry guard */
+	int active;		/* re-entry guard (relaxed atomic: see below) */
 	void *tgt;		/* the cache the last object freed here came from */
 };
 
-/* The calling thread's virtual CPU, or a negative value (no CPU of its own). */
-extern __thread int bpfmem_fast_abi2_this_cpu __attribute__((tls_model("initial-exec")));
+/*
+ * The calling thread's virtual CPU as the byte offset of its copies
+ * (cpu * BPFMEM_FAST_CPU_STRIDE).  A thread without a CPU of its own holds a
+ * negative offset: one into a guard copy that lies before the first copy of
+ * every area and is never set up, so its zeroed counts and watermarks send
+ * both fast paths to the library with no test of their own.  Threads
+ * without a CPU share those guard caches: they only ever write `active`
+ * there, which is why the fast paths access it atomically (relaxed, plain
+ * loads and stores on every target).
+ */
+extern __thread long bpfmem_fast_abi3_this_cpu __attribute__((tls_model("initial-exec")));
 
 /* Size class of `size` bytes (header included), 1 <= size <= 4096+8: the
  * kernel's order 96, 192, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096. */
@@ -276,9 +285,9 @@ static inline void *_bpfmem_fast_alloc(struct bpfmem_fast_cache *c)
 	void **node = (void **)0;
 	int cnt;
 
-	if (c->active)
+	if (__atomic_load_n(&c->active, __ATOMIC_RELAXED))
 		return node;
-	c->active = 1;
+	__atomic_store_n(&c->active, 1, __ATOMIC_RELAXED);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);	/* compiler barrier */
 	cnt = __atomic_load_n(&c->cnt, __ATOMIC_RELAXED);
 	/* the floor is never below 0, so the list is not empty */
@@ -289,7 +298,7 @@ static inline void *_bpfmem_fast_alloc(struct bpfmem_fast_cache *c)
 		*node = c;		/* the header names the cache */
 	}
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);	/* compiler barrier */
-	c->active = 0;
+	__atomic_store_n(&c->active, 0, __ATOMIC_RELAXED);
 	return node ? (char *)node + BPFMEM_FAST_HDR : (char *)0;
 }
 
@@ -298,30 +307,33 @@ static inline void *_bpfmem_fast_alloc(struct bpfmem_fast_cache *c)
 static inline bool _bpfmem_fast_free(struct bpfmem_fast_cache *c, void *ptr)
 {
 	void **node = (void **)((char *)ptr - BPFMEM_FAST_HDR);
+	/* the caller's object: no handler writes its header, so it is read
+	 * outside the guard, where an any-size free has just read it */
+	void *owner = *node;
 	bool done = false;
 	int cnt;
 
-	if (c->active)
+	if (__atomic_load_n(&c->active, __ATOMIC_RELAXED))
 		return false;
-	c->active = 1;
+	__atomic_store_n(&c->active, 1, __ATOMIC_RELAXED);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);	/* compiler barrier */
 	cnt = __atomic_load_n(&c->cnt, __ATOMIC_RELAXED);
 	if (cnt < c->free_ceil) {
-		__atomic_store_n(&c->tgt, *node, __ATOMIC_RELAXED);
+		__atomic_store_n(&c->tgt, owner, __ATOMIC_RELAXED);
 		*node = c->first;
 		c->first = node;
 		__atomic_store_n(&c->cnt, cnt + 1, __ATOMIC_RELAXED);
 		done = true;
 	}
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);	/* compiler barrier */
-	c->active = 0;
+	__atomic_store_n(&c->active, 0, __ATOMIC_RELAXED);
 	return done;
 }
 
-static inline struct bpfmem_fast_cache *_bpfmem_fast_cache(void *area, size_t off, int cpu)
+/* Class `off` of per-CPU `area` on the CPU at offset `cpu_off` (above). */
+static inline struct bpfmem_fast_cache *_bpfmem_fast_cache(void *area, size_t off, long cpu_off)
 {
-	return (struct bpfmem_fast_cache *)((char *)area + (size_t)cpu * BPFMEM_FAST_CPU_STRIDE +
-					    off);
+	return (struct bpfmem_fast_cache *)((char *)area + cpu_off + off);
 }
 
 /*
@@ -341,9 +353,9 @@ static inline size_t _bpfmem_class_off(const void *area, const void *ptr)
 #ifdef BPFMEM_INLINE
 static inline void *_bpfmem_inline_cache_alloc(struct bpf_mem_alloc *ma)
 {
-	int cpu = BPFMEM_FAST_THIS_CPU;
+	long cpu = BPFMEM_FAST_THIS_CPU;
 
-	if (cpu >= 0 && ma && ma->cache) {
+	if (ma && ma->cache) {
 		void *p = _bpfmem_fast_alloc(_bpfmem_fast_cache(ma->cache, 0, cpu));
 		if (p)
 			return p;
@@ -353,9 +365,9 @@ static inline void *_bpfmem_inline_cache_alloc(struct bpf_mem_alloc *ma)
 
 static inline void _bpfmem_inline_cache_free(struct bpf_mem_alloc *ma, void *ptr)
 {
-	int cpu = BPFMEM_FAST_THIS_CPU;
+	long cpu = BPFMEM_FAST_THIS_CPU;
 
-	if (cpu >= 0 && ptr && ma && ma->cache &&
+	if (ptr && ma && ma->cache &&
 	    _bpfmem_fast_free(_bpfmem_fast_cache(ma->cache, 0, cpu), ptr))
 		return;
 	(bpf_mem_cache_free)(ma, ptr);
@@ -363,9 +375,9 @@ static inline void _bpfmem_inline_cache_free(struct bpf_mem_alloc *ma, void *ptr
 
 static inline void *_bpfmem_inline_alloc(struct bpf_mem_alloc *ma, size_t size)
 {
-	int cpu = BPFMEM_FAST_THIS_CPU;
+	long cpu = BPFMEM_FAST_THIS_CPU;
 
-	if (cpu >= 0 && ma && ma->caches && !ma->percpu &&
+	if (ma && ma->caches && !ma->percpu &&
 	    size - 1 < BPFMEM_ALLOC_SIZE_MAX - BPFMEM_FAST_HDR) {
 		size_t off = (size_t)_bpfmem_size_class(size + BPFMEM_FAST_HDR) *
 			     BPFMEM_FAST_CLASS_SIZE;
@@ -378,9 +390,9 @@ static inline void *_bpfmem_inline_alloc(struct bpf_mem_alloc *ma, size_t size)
 
 static inline void _bpfmem_inline_free(struct bpf_mem_alloc *ma, void *ptr)
 {
-	int cpu = BPFMEM_FAST_THIS_CPU;
+	long cpu = BPFMEM_FAST_THIS_CPU;
 
-	if (cpu >= 0 && ptr && ma && ma->caches) {
+	if (ptr && ma && ma->caches) {
 		if (_bpfmem_fast_free(_bpfmem_fast_cache(ma->caches,
 							 _bpfmem_class_off(ma->caches, ptr), cpu),
 				      ptr))

@@ -61,6 +61,20 @@ static __always_inline int bpf_mem_cache_idx(size_t size)
 }
 
 /*
+ * bpf_mem_alloc's class lookup in one load: the offset of the class of
+ * `size` bytes (header included) at [(size + 7) / 8], every class a
+ * multiple of 8.  Filled at load time from _bpfmem_size_class(), the one
+ * definition of the classes; read-only afterwards.
+ */
+static uint16_t class_off_of[BPF_MEM_ALLOC_SIZE_MAX / 8 + 1];
+
+static void class_off_fill(void)
+{
+	for (size_t i = 1; i < ARRAY_SIZE(class_off_of); i++)
+		class_off_of[i] = (uint16_t)CACHE_OFF(bpf_mem_cache_idx(i * 8));
+}
+
+/*
  * Serialises the tasks-trace lists of every cache: the refill thread, RCU
  * callbacks and destroy all move objects through them, none of them in a
  * fast path or a signal handler.
@@ -1271,14 +1285,14 @@ static __noinline void cache_free_slow(void *pcpu, size_t off, void *ptr)
 /*
  * The fast paths are <bpfmem.h>'s, the very code BPFMEM_INLINE puts in
  * callers: an owned CPU whose list is between its floor and its ceiling.
+ * A thread without a CPU of its own reaches a guard copy (kernel/cpu.h),
+ * whose zeroed watermarks send it to the slow path.
  * Debug builds take the slow path every time, which checks every object.
  */
 static __always_inline void *cache_alloc(void *pcpu, size_t off)
 {
-	int cpu = bpfmem_this_cpu;
-
-	if (!BPFMEM_DEBUG && likely(cpu >= 0)) {
-		void *obj = _bpfmem_fast_alloc(_bpfmem_fast_cache(pcpu, off, cpu));
+	if (!BPFMEM_DEBUG) {
+		void *obj = _bpfmem_fast_alloc(_bpfmem_fast_cache(pcpu, off, bpfmem_this_cpu_off));
 
 		if (likely(obj))
 			return obj;
@@ -1288,10 +1302,8 @@ static __always_inline void *cache_alloc(void *pcpu, size_t off)
 
 static __always_inline void cache_free(void *pcpu, size_t off, void *ptr)
 {
-	int cpu = bpfmem_this_cpu;
-
-	if (!BPFMEM_DEBUG && likely(cpu >= 0) &&
-	    likely(_bpfmem_fast_free(_bpfmem_fast_cache(pcpu, off, cpu), ptr)))
+	if (!BPFMEM_DEBUG &&
+	    likely(_bpfmem_fast_free(_bpfmem_fast_cache(pcpu, off, bpfmem_this_cpu_off), ptr)))
 		return;
 	cache_free_slow(pcpu, off, ptr);
 }
@@ -1354,18 +1366,26 @@ static __always_inline void *ma_area(const struct bpf_mem_alloc *ma, bool fixed)
 #define fixed_area(ma)	ma_area((ma), true)
 #define any_area(ma)	ma_area((ma), false)
 
+/* Per-CPU units carry no header: their class is that of `size` itself. */
+static __noinline void *percpu_alloc(void *pcpu, size_t size)
+{
+	int idx = bpf_mem_cache_idx(size);
+
+	return idx < 0 ? NULL : cache_alloc(pcpu, CACHE_OFF(idx));
+}
+
 __public void *bpf_mem_alloc(struct bpf_mem_alloc *ma, size_t size)
 {
 	void *pcpu = any_area(ma);
-	size_t hdr;
 
 	if (unlikely(!pcpu))
 		return NULL;
-	/* per-CPU units carry no header; 0 wraps around and fails too */
-	hdr = ma->percpu ? 0 : LLIST_NODE_SZ;
-	if (unlikely(size - 1 >= BPF_MEM_ALLOC_SIZE_MAX - hdr))
+	if (unlikely(ma->percpu))
+		return percpu_alloc(pcpu, size);
+	/* 0 wraps around and fails too */
+	if (unlikely(size - 1 >= BPF_MEM_ALLOC_SIZE_MAX - LLIST_NODE_SZ))
 		return NULL;
-	return cache_alloc(pcpu, CACHE_OFF(_bpfmem_size_class(size + hdr)));
+	return cache_alloc(pcpu, class_off_of[(size + LLIST_NODE_SZ + 7) / 8]);
 }
 
 __public void bpf_mem_free(struct bpf_mem_alloc *ma, void *ptr)
@@ -1917,6 +1937,7 @@ static struct fork_notifier memalloc_fork = {
  * coming online or a fork. */
 __attribute__((constructor)) static void memalloc_register(void)
 {
+	class_off_fill();
 	register_cpu_online_notifier(&memalloc_cpuhp);
 	register_rcu_pending_query(&memalloc_rcu_pending);
 	register_fork_notifier(&memalloc_fork);

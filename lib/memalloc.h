@@ -182,6 +182,10 @@ _Static_assert(sizeof(struct bpf_mem_cache) == BPFMEM_FAST_CLASS_SIZE &&
 	       PCPU_STRIDE == BPFMEM_FAST_CPU_STRIDE && (PCPU_STRIDE & (PCPU_STRIDE - 1)) == 0,
 	       "BPFMEM_FAST_ABI: class layout");
 _Static_assert(LLIST_NODE_SZ == BPFMEM_FAST_HDR, "BPFMEM_FAST_ABI: object header");
+/* the thread states' guard slots (kernel/cpu.h): apart, within one class */
+_Static_assert(sizeof(struct bpfmem_fast_cache) <= CPU_STATE_SLOT &&
+	       -CPU_STATE_EXITING * CPU_STATE_SLOT <= BPFMEM_FAST_CLASS_SIZE,
+	       "BPFMEM_FAST_ABI: guard slots");
 #undef FAST_SAME
 
 extern const int bpf_mem_sizes[NUM_CACHES] __hidden;

@@ -123,6 +123,55 @@ static void test_watermarks_of_every_any_size_class(void **state)
 	bpf_mem_alloc_destroy(&ma);
 }
 
+/* The kernel's class of `size` bytes: the smallest that holds them. */
+static int kernel_class_size(size_t size)
+{
+	static const int classes[] = { 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096 };
+
+	for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
+		if (size <= (size_t)classes[i])
+			return classes[i];
+	return -1;
+}
+
+static int class_of_object(void *p)
+{
+	return (*(struct bpf_mem_cache **)((char *)p - LLIST_NODE_SZ))->unit_size;
+}
+
+/* Every request size, through the library's lookup table: its object comes
+ * from the class of the request plus the header; per-CPU objects (no
+ * header) from the class of the request itself. */
+static void test_every_request_size_gets_the_kernels_class(void **state)
+{
+	static struct bpf_mem_alloc ma, pcpu;
+	void *p;
+
+	assert_int_equal(bpf_mem_alloc_init(&ma, 0, false), 0);
+	assert_int_equal(bpf_mem_alloc_percpu_init(&pcpu, NULL), 0);
+	for (int i = 0; i < NUM_CACHES; i++)
+		assert_int_equal(bpf_mem_alloc_percpu_unit_init(&pcpu, bpf_mem_sizes[i]), 0);
+	for (size_t size = 1; size <= BPFMEM_ALLOC_SIZE_MAX - LLIST_NODE_SZ; size++) {
+		p = bpf_mem_alloc(&ma, size);
+		assert_non_null(p);
+		assert_int_equal(class_of_object(p), kernel_class_size(size + LLIST_NODE_SZ));
+		bpf_mem_free(&ma, p);
+	}
+	assert_null(bpf_mem_alloc(&ma, BPFMEM_ALLOC_SIZE_MAX - LLIST_NODE_SZ + 1));
+	for (size_t size = 1; size <= BPFMEM_ALLOC_SIZE_MAX; size++) {
+		p = bpf_mem_alloc(&pcpu, size);
+		assert_non_null(p);
+		assert_int_equal(class_of_object(p), kernel_class_size(size));
+		bpf_mem_free(&pcpu, p);
+		if (size % 64 == 0)
+			irq_work_flush();	/* the per-CPU classes hold 1 to 3 */
+	}
+	assert_null(bpf_mem_alloc(&pcpu, BPFMEM_ALLOC_SIZE_MAX + 1));
+	assert_null(bpf_mem_alloc(&pcpu, 0));
+	bpf_mem_alloc_destroy(&pcpu);
+	bpf_mem_alloc_destroy(&ma);
+}
+
 static void test_watermarks_of_fixed_sizes(void **state)
 {
 	/* unit = size + 8; low = max(8192 / unit, 1), high = max(24576 / unit, 3) above 256 */
@@ -697,6 +746,7 @@ int main(void)
 		cmocka_unit_test(test_allocators_do_not_share_objects),
 		cmocka_unit_test(test_watermarks_of_every_any_size_class),
 		cmocka_unit_test(test_watermarks_of_fixed_sizes),
+		cmocka_unit_test(test_every_request_size_gets_the_kernels_class),
 		cmocka_unit_test(test_percpu_watermarks_are_low_1_high_3_batch_1),
 		cmocka_unit_test(test_prefill_gives_initialising_cpu_4_small_or_1_large_object),
 		cmocka_unit_test(test_alloc_below_low_watermark_refills_one_batch),

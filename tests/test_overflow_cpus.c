@@ -25,6 +25,7 @@
 #include <cmocka.h>
 
 #include <bpfmem.h>
+#include "kernel/cpu.h"
 #include "kernel/slab.h"
 #include "helpers.h"
 
@@ -181,6 +182,34 @@ static void *churn(void *arg)
 	return NULL;
 }
 
+/*
+ * Threads without a CPU of their own reach their state's slot of the guard
+ * copy through the fast path (kernel/cpu.h): each state's own slot, and
+ * nothing there but `active` is ever written, which is back at 0.
+ */
+static void assert_guard_copy_untouched(const struct bpf_mem_alloc *ma)
+{
+	static const int states[] = { CPU_STATE_NONE, CPU_STATE_SHARED, CPU_STATE_EXITING };
+
+	for (unsigned int s = 0; s < sizeof(states) / sizeof(states[0]); s++) {
+		assert_int_equal(cpu_of_off(cpu_off_of(states[s])), states[s]);
+		assert_true(cpu_off_of(states[s]) < 0);
+		for (int i = 0; i < NUM_CACHES; i++) {
+			const struct bpfmem_fast_cache *g =
+				_bpfmem_fast_cache(ma->caches, CACHE_OFF(i), cpu_off_of(states[s]));
+
+			assert_null(g->first);
+			assert_int_equal(g->cnt, 0);
+			assert_int_equal(g->alloc_floor, 0);
+			assert_int_equal(g->free_ceil, 0);
+			assert_int_equal(g->active, 0);
+			assert_null(g->tgt);
+		}
+	}
+	for (int cpu = 0; cpu < bpfmem_nr_cpus(); cpu++)
+		assert_int_equal(cpu_of_off(cpu_off_of(cpu)), cpu);
+}
+
 static void test_more_threads_than_cpus_all_allocate_through_shared_path(void **state)
 {
 	static struct bpf_mem_alloc ma;
@@ -215,6 +244,7 @@ static void test_more_threads_than_cpus_all_allocate_through_shared_path(void **
 	assert_int_equal(overflow, THREADS - 2);
 	assert_int_equal(atomic_load(&double_handouts), 0);
 	assert_int_equal(atomic_load(&corrupted), 0);
+	assert_guard_copy_untouched(&ma);
 	bpf_mem_alloc_destroy(&ma);
 	assert_int_equal(slab_outstanding(), outstanding);
 	assert_int_equal(atomic_load(&t_warnings), 0);

@@ -181,7 +181,7 @@ static unsigned int handler_seq;	/* only the handler touches it */
  */
 static struct bpf_mem_cache *interrupted_cache(unsigned int i)
 {
-	int cpu = bpfmem_this_cpu;
+	int cpu = this_cpu_state();
 	struct bpf_mem_cache *c;
 
 	if (cpu < 0)
@@ -654,7 +654,7 @@ static _Atomic long exiting_runs;
 
 static void exit_storm_handler(int sig)
 {
-	if (bpfmem_this_cpu == CPU_STATE_EXITING)
+	if (this_cpu_state() == CPU_STATE_EXITING)
 		atomic_fetch_add(&exiting_runs, 1);
 	storm_handler(sig);
 }

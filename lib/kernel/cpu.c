@@ -20,7 +20,8 @@
 #include "rcu.h"
 
 int nr_cpu_ids;
-__public __tls_ie int bpfmem_this_cpu = CPU_STATE_NONE;
+/* cpu_off_of(CPU_STATE_NONE): the TLS image needs a constant */
+__public __tls_ie long bpfmem_this_cpu_off = -BPFMEM_FAST_CPU_STRIDE;
 
 /*
  * A thread's identity for slot ownership: the address of one of its TLS
@@ -137,24 +138,27 @@ static bool slot_reap(int cpu)
 }
 
 /*
- * bpfmem_this_cpu changes with single instructions (xchg, cmpxchg) where a
+ * bpfmem_this_cpu_off changes with single instructions (xchg, cmpxchg) where a
  * signal handler on this thread could attach between a read and a write:
  * a handler runs between instructions, never inside one.
  */
 static int xchg_this_cpu(int cpu)
 {
-	return __atomic_exchange_n(&bpfmem_this_cpu, cpu, __ATOMIC_RELAXED);
+	return cpu_of_off(__atomic_exchange_n(&bpfmem_this_cpu_off, cpu_off_of(cpu),
+					      __ATOMIC_RELAXED));
 }
 
 static bool cmpxchg_this_cpu(int old, int new)
 {
-	return __atomic_compare_exchange_n(&bpfmem_this_cpu, &old, new, false,
+	long old_off = cpu_off_of(old);
+
+	return __atomic_compare_exchange_n(&bpfmem_this_cpu_off, &old_off, cpu_off_of(new), false,
 					   __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
 
 int cpu_attach_any(void)
 {
-	int cpu = bpfmem_this_cpu;
+	int cpu = this_cpu_state();
 
 	/* a handler may have attached since the caller looked */
 	if (cpu >= 0)
@@ -179,14 +183,14 @@ int cpu_attach_any(void)
 		 */
 		if (!cmpxchg_this_cpu(cpu, c)) {
 			slot_release(c);
-			cpu = bpfmem_this_cpu;
+			cpu = this_cpu_state();
 			return cpu >= 0 ? cpu : SHARED_CPU;
 		}
 		arm_exit_destructor(c, false);
 		return c;
 	}
-	if (!cmpxchg_this_cpu(cpu, CPU_STATE_SHARED) && bpfmem_this_cpu >= 0)
-		return bpfmem_this_cpu;
+	if (!cmpxchg_this_cpu(cpu, CPU_STATE_SHARED) && this_cpu_state() >= 0)
+		return this_cpu_state();
 	return SHARED_CPU;
 }
 
@@ -246,7 +250,7 @@ static int pin_to_real_cpu(int cpu)
 
 __public int bpfmem_thread_attach(int cpu, unsigned int flags)
 {
-	int old = bpfmem_this_cpu;
+	int old = this_cpu_state();
 	int err = bpfmem_runtime_init();
 
 	if (err)
@@ -284,7 +288,7 @@ __public int bpfmem_thread_attach(int cpu, unsigned int flags)
 
 __public void bpfmem_thread_detach(void)
 {
-	int cpu = bpfmem_this_cpu;
+	int cpu = this_cpu_state();
 
 	if (cpu == CPU_STATE_EXITING)
 		return;
@@ -295,7 +299,7 @@ __public void bpfmem_thread_detach(void)
 
 __public int bpfmem_current_cpu(void)
 {
-	int cpu = bpfmem_this_cpu;
+	int cpu = this_cpu_state();
 
 	return cpu >= 0 ? cpu : -1;
 }
@@ -339,7 +343,7 @@ int cpu_init(void)
 /* Only the forking thread survives: every other slot has no owner now. */
 void cpu_fork_child(void)
 {
-	int cpu = bpfmem_this_cpu;
+	int cpu = this_cpu_state();
 	int nfree = 0;
 
 	for (int c = 0; c < nr_cpu_ids; c++) {

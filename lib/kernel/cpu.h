@@ -18,15 +18,42 @@ extern int nr_cpu_ids __hidden;
 
 /*
  * The calling thread's CPU: >= 0 an owned slot; otherwise one of the
- * CPU_STATE_* thread states below (never a per-CPU index).  Written only by the thread itself (and its signal
- * handlers, which run to completion); initial-exec TLS, see compiler.h.  Exported under
- * the versioned name <bpfmem.h> declares, which inlined fast paths read (BPFMEM_INLINE).
+ * CPU_STATE_* thread states below (never a per-CPU index).
  */
-#define bpfmem_this_cpu BPFMEM_FAST_THIS_CPU
-
 #define CPU_STATE_NONE		(-1)	/* never attached, or detached */
 #define CPU_STATE_SHARED	(-2)	/* every slot was taken: uses SHARED_CPU */
 #define CPU_STATE_EXITING	(-3)	/* thread-exit destructor ran: SHARED_CPU only */
+
+/*
+ * Kept as the fast paths use it, in the thread variable <bpfmem.h> declares
+ * (BPFMEM_FAST_THIS_CPU, read by inlined fast paths too): a slot's byte
+ * offset in every per-CPU area, a state's offset into the guard copy one
+ * stride before copy 0 (percpu.c), whose caches nobody sets up.  Each state
+ * has a slot of CPU_STATE_SLOT bytes there of its own, so that what one
+ * state's thread writes (`active`, for a moment) is never a count another
+ * reads.  Written only by the thread itself (and its signal handlers, which
+ * run to completion); initial-exec TLS, see compiler.h.
+ */
+#define bpfmem_this_cpu_off	BPFMEM_FAST_THIS_CPU
+#define CPU_STATE_SLOT		32L
+
+static __always_inline long cpu_off_of(int cpu)
+{
+	return cpu >= 0 ? (long)cpu * BPFMEM_FAST_CPU_STRIDE
+			: -BPFMEM_FAST_CPU_STRIDE + (-1L - cpu) * CPU_STATE_SLOT;
+}
+
+static __always_inline int cpu_of_off(long off)
+{
+	return off >= 0 ? (int)(off / BPFMEM_FAST_CPU_STRIDE)
+			: (int)(-1 - (off + BPFMEM_FAST_CPU_STRIDE) / CPU_STATE_SLOT);
+}
+
+/* The calling thread's CPU or state. */
+static __always_inline int this_cpu_state(void)
+{
+	return cpu_of_off(bpfmem_this_cpu_off);
+}
 
 /* The shared overflow CPU's per-CPU index (a CPU number, not a state). */
 #define SHARED_CPU	nr_cpu_ids
@@ -43,10 +70,10 @@ int cpu_attach_any(void) __hidden;
  */
 static __always_inline int smp_processor_id(void)
 {
-	int cpu = bpfmem_this_cpu;
+	long off = bpfmem_this_cpu_off;
 
-	if (likely(cpu >= 0))
-		return cpu;
+	if (likely(off >= 0))
+		return cpu_of_off(off);
 	return cpu_attach_any();
 }
 

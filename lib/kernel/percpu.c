@@ -6,7 +6,9 @@
  * cost the cache lines its CPUs wrote, and a mapping of its own per
  * allocator costs at least a page per CPU that used it (a fixed-size
  * allocator's cache is 384 bytes).  A chunk is one mapping of
- * nr_cpu_ids + 1 copies PCPU_STRIDE apart; an area is a range of offsets,
+ * nr_cpu_ids + 1 copies PCPU_STRIDE apart, after a guard copy that threads
+ * without a CPU of their own reach through their negative CPU offset
+ * (kernel/cpu.h) and that nobody sets up; an area is a range of offsets,
  * the same in every copy; pages are backed only once written.
  */
 #include <errno.h>
@@ -60,7 +62,7 @@ void free_percpu(void *pptr)
 #define LONG_BITS	(8 * sizeof(unsigned long))
 
 struct pcpu_chunk {
-	char *base;			/* CPU 0's copy; chunk_bytes() mapped */
+	char *base;			/* CPU 0's copy; chunk_bytes() mapped from the guard copy */
 	/* --- under pcpu_lock --- */
 	struct pcpu_chunk *next;	/* pcpu_chunks, oldest first */
 	int nr_areas;			/* areas handed out: unmapped at 0 */
@@ -77,7 +79,7 @@ static struct pcpu_chunk *pcpu_chunks;
 
 static size_t chunk_bytes(void)
 {
-	return ((size_t)nr_cpu_ids + 1) * PCPU_STRIDE;
+	return ((size_t)nr_cpu_ids + 2) * PCPU_STRIDE;
 }
 
 static bool block_used(const struct pcpu_chunk *ch, unsigned int b)
@@ -119,6 +121,7 @@ static struct pcpu_chunk *chunk_create(void)
 		kfree(ch);
 		return NULL;
 	}
+	ch->base += PCPU_STRIDE;
 	return ch;
 }
 
@@ -192,7 +195,7 @@ void pcpu_area_free(void *area, size_t size)
 	if (--ch->nr_areas == 0) {
 		*pos = ch->next;
 		pthread_mutex_unlock(&pcpu_lock);
-		vfree(ch->base, chunk_bytes());
+		vfree(ch->base - PCPU_STRIDE, chunk_bytes());
 		kfree(ch);
 		return;
 	}
@@ -243,7 +246,7 @@ long pcpu_resident_pages(void)
 	}
 	pthread_mutex_lock(&pcpu_lock);
 	for (struct pcpu_chunk *ch = pcpu_chunks; ch; ch = ch->next) {
-		off_t at = (off_t)((uintptr_t)ch->base / page * sizeof(*ent));
+		off_t at = (off_t)((uintptr_t)(ch->base - PCPU_STRIDE) / page * sizeof(*ent));
 
 		if (pread(fd, ent, pages * sizeof(*ent), at) != (ssize_t)(pages * sizeof(*ent))) {
 			n = -EIO;

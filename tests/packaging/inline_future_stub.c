@@ -10,7 +10,7 @@
 
 struct bpf_mem_alloc;
 
-__thread int FUTURE_THIS_CPU __attribute__((tls_model("initial-exec")));
+__thread long FUTURE_THIS_CPU __attribute__((tls_model("initial-exec")));
 
 int bpfmem_thread_attach(int cpu, unsigned int flags)
 {

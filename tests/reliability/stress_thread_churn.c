@@ -30,8 +30,11 @@
 #define FIXED_SZ	64
 #define HANDOFF_MAX	(CONCURRENT * PER_THREAD)
 /* even ids that do not detach, one in three, signal themselves after the
- * exit hook: NR_THREADS / 6 of them; ask for half */
-#define MIN_AFTER_EXIT_HOOK	(NR_THREADS / 12)
+ * exit hook: NR_THREADS / 6 of them.  Only those that own a vCPU then have
+ * the hook run (the shared path arms none): ask for half of those, and for
+ * enough of those that the path is covered even when few vCPUs make most
+ * threads take the shared path */
+#define MIN_LATE_OWNED		(NR_THREADS / 60)
 
 static struct bpf_mem_alloc any_ma, fixed_ma;
 
@@ -46,6 +49,7 @@ struct result {
 	unsigned long h_allocs, h_frees, h_bad;
 	unsigned long h_first_use;	/* ran before the body's first library call */
 	unsigned long h_exiting;	/* ran after the library's exit hook */
+	int late_owned;		/* signals itself after the hook, which its vCPU arms */
 	unsigned long allocs, frees;
 	volatile sig_atomic_t used;	/* the body made its first library call */
 };
@@ -63,7 +67,7 @@ static pthread_barrier_t wave;
 static void first_use_handler(int sig)
 {
 	struct result *r = my;
-	bool first, exiting = bpfmem_this_cpu == CPU_STATE_EXITING;
+	bool first, exiting = this_cpu_state() == CPU_STATE_EXITING;
 	void *p;
 
 	(void)sig;
@@ -199,8 +203,10 @@ static void *churn_thread(void *arg)
 	/* half detach, half leave it to the exit destructor */
 	if (id & 1)
 		bpfmem_thread_detach();
-	else if (id % 3 == 0)
+	else if (id % 3 == 0) {
+		r->late_owned = bpfmem_current_cpu() >= 0;
 		pthread_setspecific(late_key, (void *)1);
+	}
 	atomic_fetch_add(&bodies_done, 1);
 	return NULL;
 }
@@ -221,7 +227,7 @@ static void test_thread_churn_reuses_vcpus_and_leaks_nothing(void **state)
 	struct sigaction sa = { .sa_handler = first_use_handler };
 	unsigned long allocs = 0, frees = 0;
 	long shared = 0, overlap = 0, bad = 0, handler_allocs = 0, max_held = 0;
-	long first_use_in_handler = 0, after_exit_hook = 0;
+	long first_use_in_handler = 0, after_exit_hook = 0, late_owned = 0;
 	long backend_before = rel_backend_outstanding();
 	int nr_cpus = bpfmem_nr_cpus();
 	double t0 = rel_now();
@@ -268,6 +274,7 @@ static void test_thread_churn_reuses_vcpus_and_leaks_nothing(void **state)
 			handler_allocs += r->h_allocs;
 			first_use_in_handler += r->h_first_use != 0;
 			after_exit_hook += r->h_exiting;
+			late_owned += r->late_owned;
 			bad += r->h_bad;
 			allocs += r->allocs + r->h_allocs;
 			frees += r->frees + r->h_frees;
@@ -299,20 +306,23 @@ static void test_thread_churn_reuses_vcpus_and_leaks_nothing(void **state)
 	rel_report(getenv("BPFMEM_NR_CPUS") ? "thread_churn_few_vcpus" : "thread_churn",
 		   "cfg_threads=%d cfg_concurrent=%d cfg_vcpus=%d distinct_vcpus_used=%d "
 		   "shared_path_threads=%ld "
-		   "first_use_in_handler=%ld handlers_after_exit_hook=%ld async_signals=%lu "
+		   "first_use_in_handler=%ld late_owned_threads=%ld handlers_after_exit_hook=%ld "
+		   "async_signals=%lu "
 		   "handler_allocs=%ld ops=%lu max_backend_objects=%ld seconds=%.1f bad=%ld",
 		   NR_THREADS, CONCURRENT, nr_cpus, distinct, shared, first_use_in_handler,
-		   after_exit_hook, signals_sent, handler_allocs, allocs + frees, max_held, secs,
+		   late_owned, after_exit_hook, signals_sent, handler_allocs, allocs + frees, max_held, secs,
 		   bad);
 	assert_int_equal(bad, 0);
 	assert_int_equal(overlap, 0);
 	/* every fifth thread makes its first library call in a handler (a
 	 * signal to itself); the signaller's may come even earlier */
-	if (first_use_in_handler < NR_THREADS / 5 || after_exit_hook < MIN_AFTER_EXIT_HOOK)
+	if (first_use_in_handler < NR_THREADS / 5 || late_owned < MIN_LATE_OWNED ||
+	    after_exit_hook < late_owned / 2)
 		fail_msg("the churn did not get there: %ld threads made their first library call "
-			 "in a handler (want >= %d), %ld handler runs after the exit hook "
-			 "(want >= %d)", first_use_in_handler, NR_THREADS / 5, after_exit_hook,
-			 MIN_AFTER_EXIT_HOOK);
+			 "in a handler (want >= %d), %ld handler runs after the exit hook of %ld "
+			 "threads that asked for one with a vCPU (want >= half, and >= %d of them)",
+			 first_use_in_handler, NR_THREADS / 5, after_exit_hook, late_owned,
+			 MIN_LATE_OWNED);
 	if (nr_cpus > CONCURRENT) {
 		/* exited threads released their vCPU: every newcomer found one */
 		assert_int_equal(shared, 0);
