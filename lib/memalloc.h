@@ -151,10 +151,11 @@ struct bpf_mem_cache {
 	 * per-CPU objects, which keep kmalloc and __alloc_percpu) */
 	struct kmem_cache *slab;
 
-	/* owner, inside the critical section: trims that found every reuse
-	 * slot of their tgt taken, parked (NULL-terminated, parked_cnt long)
-	 * for the owner to take back whole, count included, when its list
-	 * runs dry; trims past TRIM_PARK_MAX go to trim_llist instead */
+	/* owner, inside the critical section (NULL-terminated, parked_cnt
+	 * long): trims that found every reuse slot of their tgt taken, taken
+	 * back whole, count included, when the list runs dry (trims past
+	 * TRIM_PARK_MAX go to trim_llist instead); and the rest of a chain too
+	 * long to take at once, taken in pieces (take_ready) */
 	struct llist_node *parked;
 };
 
