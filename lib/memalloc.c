@@ -199,12 +199,13 @@ static bool reuse_put(struct bpf_mem_cache *c, struct llist_node *chain, int cnt
 }
 
 /*
- * The RCU stage (one per cache at a time, process context): every slot
- * taken, add the chain first..last in front of a ready one, if both come
- * to at most `bound` objects.  The producer's CAS from the chain to
- * REUSE_BUSY and the owner's exchange in reuse_take() decide who gets it;
- * no ABA: a chain's first object is the head of a slot again only after
- * the owner took it.  False: the caller keeps the chain.
+ * Anyone (the RCU stage, a trim in any context): every slot taken, add the
+ * chain first..last in front of a ready one, if both come to at most
+ * `bound` objects.  The producer's CAS from the chain to REUSE_BUSY and the
+ * owner's exchange in reuse_take() decide who gets it.  A CAS that succeeds
+ * on a head that left the slot and came back (ABA) is harmless: holding
+ * BUSY, the producer reads the count then, and links in front of the head
+ * the slot holds then.  False: the caller keeps the chain.
  */
 static bool reuse_merge(struct bpf_mem_cache *c, struct llist_node *first,
 			struct llist_node *last, int cnt, int bound)
@@ -570,8 +571,8 @@ static struct bpf_mem_cache *origin_hint(struct bpf_mem_cache *c)
 }
 
 /*
- * Trims that found the slots of their origin taken are parked on the
- * trimming cache, for its owner to take back when it runs dry, up to
+ * Trims of a cache's own objects that found its slots taken are parked on
+ * it, for its owner to take back when it runs dry, up to
  * TRIM_PARK_OBJS objects and half a MiB; past that the refill sends them
  * through the grace periods to the backend.  A burst of large objects (a
  * 4 KiB class keeps only 2 to 6, its slots hold 24) so comes back from its
@@ -590,6 +591,14 @@ _Atomic size_t memalloc_seam_trim_park_bytes = TRIM_PARK_BYTES;
 	((int)min((size_t)TRIM_PARK_OBJS,					\
 		  trim_park_bytes /						\
 		  (size_t)atomic_load_explicit(&(c)->unit_size, memory_order_relaxed)))
+/* Trims of another CPU's objects join one of its ready chains up to this
+ * many: as many bytes as trims may park.  Below RCU_PENDING_MAX, up to
+ * which the RCU stage joins chains anyway, so a tgt that never allocates
+ * again holds no more than before.  Test builds that lower the park bytes
+ * lower this too (0: no trim joins a chain). */
+#define TRIM_MERGE_MAX(tgt)							\
+	((int)(trim_park_bytes /						\
+	       (size_t)atomic_load_explicit(&(tgt)->unit_size, memory_order_relaxed)))
 
 /* Trims that found no free reuse slot, and re-entrant frees, go to their
  * origin cache's tasks-trace path (the kernel's free_bulk). */
@@ -940,9 +949,14 @@ static void take_ready(struct bpf_mem_cache *c)
 /*
  * Above the high watermark: keep the (low+high)/2 most recently freed
  * objects, which are the cache-hot ones, and hand the rest to the origin
- * cache as one ready chain.  If its slots are all taken, they are parked
- * here for the owner; past the bound they go to the refill thread and
- * through the grace periods, and true then.
+ * cache as one ready chain.  If its slots are all taken: another owned
+ * CPU's objects go in front of one of its ready chains, up to TRIM_MERGE_MAX (a
+ * consumer's trims are what its producer allocates next: through the grace
+ * periods they would reach the same chains later, while it takes new
+ * objects from the backend, as the kernel's free_bulk hands them to tgt's
+ * refill at once); our own are parked here for the owner.  Past those
+ * bounds they go to the refill thread and through the grace periods, and
+ * true then.
  */
 static bool trim(struct bpf_mem_cache *c)
 {
@@ -950,6 +964,7 @@ static bool trim(struct bpf_mem_cache *c)
 	int keep = (c->low_watermark + c->high_watermark) / 2;
 	int parked = atomic_load_explicit(&c->parked_cnt, memory_order_relaxed);
 	struct llist_node *last = c->free_llist.first, *cut, *cut_last;
+	struct bpf_mem_cache *tgt = origin_hint(c);
 	bool raise = false;
 
 	if (!inline_enter())
@@ -962,9 +977,15 @@ static bool trim(struct bpf_mem_cache *c)
 	atomic_store_explicit(&c->trims,
 			      atomic_load_explicit(&c->trims, memory_order_relaxed) + 1,
 			      memory_order_relaxed);
-	if (!reuse_put(origin_hint(c), cut, cnt - keep)) {
+	if (!reuse_put(tgt, cut, cnt - keep)) {
 		cut_last = llist_last(cut);	/* the cold end: cnt - keep objects */
-		if (parked + cnt - keep > TRIM_PARK_MAX(c)) {
+		/* not the shared CPU's chains, for objects its owner borrowed
+		 * there (rcu_gp_done): it only serves threads without a CPU and
+		 * handlers, and would hold them */
+		if (tgt != c && tgt != c->shared &&
+		    reuse_merge(tgt, cut, cut_last, cnt - keep, TRIM_MERGE_MAX(tgt))) {
+			/* the origin's owner has them */
+		} else if (parked + cnt - keep > TRIM_PARK_MAX(c)) {
 			llist_add_batch(cut, cut_last, &c->trim_llist);
 			raise = true;
 		} else {
@@ -1374,7 +1395,7 @@ static __noinline void *percpu_alloc(void *pcpu, size_t size)
 	return idx < 0 ? NULL : cache_alloc(pcpu, CACHE_OFF(idx));
 }
 
-__public void *bpf_mem_alloc(struct bpf_mem_alloc *ma, size_t size)
+__public __fastpath void *bpf_mem_alloc(struct bpf_mem_alloc *ma, size_t size)
 {
 	void *pcpu = any_area(ma);
 
@@ -1388,7 +1409,7 @@ __public void *bpf_mem_alloc(struct bpf_mem_alloc *ma, size_t size)
 	return cache_alloc(pcpu, class_off_of[(size + LLIST_NODE_SZ + 7) / 8]);
 }
 
-__public void bpf_mem_free(struct bpf_mem_alloc *ma, void *ptr)
+__public __fastpath void bpf_mem_free(struct bpf_mem_alloc *ma, void *ptr)
 {
 	void *pcpu = any_area(ma);
 
@@ -1410,7 +1431,7 @@ __public void bpf_mem_free_rcu(struct bpf_mem_alloc *ma, void *ptr)
 	cache_free_rcu(pcpu, _bpfmem_class_off(pcpu, ptr), ptr);
 }
 
-__public void *bpf_mem_cache_alloc(struct bpf_mem_alloc *ma)
+__public __fastpath void *bpf_mem_cache_alloc(struct bpf_mem_alloc *ma)
 {
 	void *pcpu = fixed_area(ma);
 
@@ -1419,7 +1440,7 @@ __public void *bpf_mem_cache_alloc(struct bpf_mem_alloc *ma)
 	return cache_alloc(pcpu, 0);
 }
 
-__public void bpf_mem_cache_free(struct bpf_mem_alloc *ma, void *ptr)
+__public __fastpath void bpf_mem_cache_free(struct bpf_mem_alloc *ma, void *ptr)
 {
 	void *pcpu = fixed_area(ma);
 

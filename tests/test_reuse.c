@@ -242,6 +242,69 @@ static void test_consumer_trims_reach_the_producer_and_are_taken_without_refill(
 	bpf_mem_alloc_destroy(&ma);
 }
 
+/*
+ * Trims past the producer's free slots join its ready chains, each up to
+ * the bound (lowered here to two trims), before the consumer parks them or
+ * sends them to the grace periods; the producer takes them all back.  The
+ * refill thread is stalled throughout: nothing reaches the slots but the
+ * trims themselves.
+ */
+static void test_consumer_trims_join_the_producers_ready_chains_up_to_the_bound(void **state)
+{
+	static struct bpf_mem_alloc ma;
+	static struct xfer x;
+	struct collect k = { .x = &x };
+	struct bpf_mem_cache *producer, *consumer;
+	int bound = 66, refill_slots = 0, in_slots = 0, trimmed = 0, parked;
+	size_t park;
+
+	memset(&x, 0, sizeof(x));
+	x.ma = &ma;
+	x.n = XOBJS_MAX;
+	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
+	run_on_thread(produce, &x);
+	assert_int_equal(x.ret, 0);
+	irq_work_flush();
+	producer = t_cache(&ma, 0, PRODUCER_CPU);
+	consumer = t_cache(&ma, 0, CONSUMER_CPU);
+	park = t_park_trims((size_t)bound * producer->unit_size);
+	t_refill_stall();
+	run_on_thread(consume, &x);
+	assert_int_equal(x.ret, 0);
+	for (int i = 0; i < REUSE_SLOTS; i++) {
+		struct llist_node *chain = atomic_load(&producer->reuse_chain[i]);
+		int mine = xfer_count(&x, chain);
+
+		assert_ptr_not_equal(chain, REUSE_BUSY);
+		if (chain && !mine) {
+			refill_slots++;	/* a batch the refill kept ready */
+			continue;
+		}
+		/* never past the bound; full, since trims went on past it (the
+		 * coldest objects of the first trim are the consumer's prefill) */
+		assert_int_equal(atomic_load(&producer->reuse_cnt[i]), bound);
+		assert_int_equal(llist_count(chain), bound);
+		in_slots += mine;
+		trimmed += bound;
+	}
+	assert_true(refill_slots <= 2);
+	assert_int_equal(trimmed, (REUSE_SLOTS - refill_slots) * bound);
+	/* then the consumer's park (the same bytes), then the grace periods */
+	parked = atomic_load(&consumer->parked_cnt);
+	assert_int_equal(parked, bound);
+	assert_false(llist_empty(&consumer->trim_llist));
+	assert_int_equal(trimmed + parked + (int)llist_count(consumer->trim_llist.first) +
+			 atomic_load(&consumer->free_cnt), x.n + 4 /* the consumer's prefill */);
+	t_refill_resume();
+	/* the producer takes every one of them from its slots (and maybe some
+	 * of those past the bounds, back from the grace periods meanwhile) */
+	run_on_thread(collect, &k);
+	assert_int_equal(k.ret, 0);
+	assert_true(k.back >= in_slots);
+	t_park_trims(park);
+	bpf_mem_alloc_destroy(&ma);
+}
+
 /* A tgt that never allocates again: its slots fill up, and every later
  * trim goes through the grace periods to the backend. */
 static void test_reuse_slots_hold_a_bounded_number_of_objects(void **state)
@@ -500,6 +563,7 @@ int main(void)
 		cmocka_unit_test(test_fixed_size_bursts_get_no_null_with_the_refill_thread_stalled),
 		cmocka_unit_test(test_any_size_bursts_get_no_null_with_the_refill_thread_stalled),
 		cmocka_unit_test(test_consumer_trims_reach_the_producer_and_are_taken_without_refill),
+		cmocka_unit_test(test_consumer_trims_join_the_producers_ready_chains_up_to_the_bound),
 		cmocka_unit_test(test_reuse_slots_hold_a_bounded_number_of_objects),
 		cmocka_unit_test(test_refill_fills_every_free_slot_from_the_tasks_trace_lists),
 		cmocka_unit_test(test_fork_child_requeues_a_refill_left_pending_by_a_vanished_thread),

@@ -19,6 +19,10 @@
 #define __cold		__attribute__((cold))
 #define __hidden	__attribute__((visibility("hidden")))
 #define __public	__attribute__((visibility("default")))
+/* Entry points whose fast path is a few dozen instructions: each starts a
+ * cache line of its own, so that how fast they run does not move with the
+ * size of the code laid out before them (measured: 10 % either way). */
+#define __fastpath	__attribute__((aligned(64)))
 #define ____cacheline_aligned __attribute__((aligned(SMP_CACHE_BYTES)))
 
 /*
