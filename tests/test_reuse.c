@@ -205,6 +205,18 @@ static void run_on_thread(void *(*fn)(void *), void *arg)
 	assert_int_equal(pthread_join(t, NULL), 0);
 }
 
+/* A 64-byte cache whose producer allocated `n` objects, its refills landed. */
+static void produce_on_new_cache(struct bpf_mem_alloc *ma, struct xfer *x, int n)
+{
+	memset(x, 0, sizeof(*x));
+	x->ma = ma;
+	x->n = n;
+	assert_int_equal(bpf_mem_alloc_init(ma, 64, false), 0);
+	run_on_thread(produce, x);
+	assert_int_equal(x->ret, 0);
+	irq_work_flush();
+}
+
 static void test_consumer_trims_reach_the_producer_and_are_taken_without_refill(void **state)
 {
 	static struct bpf_mem_alloc ma;
@@ -213,13 +225,8 @@ static void test_consumer_trims_reach_the_producer_and_are_taken_without_refill(
 	struct bpf_mem_cache *producer, *consumer;
 	int waiting;
 
-	memset(&x, 0, sizeof(x));
-	x.ma = &ma;
-	x.n = 160;	/* three trims on the consumer: 4 prefilled + 160 */
-	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
-	run_on_thread(produce, &x);
-	assert_int_equal(x.ret, 0);
-	irq_work_flush();
+	/* three trims on the consumer: 4 prefilled + 160 */
+	produce_on_new_cache(&ma, &x, 160);
 	producer = t_cache(&ma, 0, PRODUCER_CPU);
 	consumer = t_cache(&ma, 0, CONSUMER_CPU);
 	run_on_thread(consume, &x);
@@ -258,13 +265,7 @@ static void test_consumer_trims_join_the_producers_ready_chains_up_to_the_bound(
 	int bound = 66, refill_slots = 0, in_slots = 0, trimmed = 0, parked;
 	size_t park;
 
-	memset(&x, 0, sizeof(x));
-	x.ma = &ma;
-	x.n = XOBJS_MAX;
-	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
-	run_on_thread(produce, &x);
-	assert_int_equal(x.ret, 0);
-	irq_work_flush();
+	produce_on_new_cache(&ma, &x, XOBJS_MAX);
 	producer = t_cache(&ma, 0, PRODUCER_CPU);
 	consumer = t_cache(&ma, 0, CONSUMER_CPU);
 	park = t_park_trims((size_t)bound * producer->unit_size);
@@ -316,12 +317,7 @@ static void test_reuse_slots_hold_a_bounded_number_of_objects(void **state)
 	int ready0, to_slots, trims;
 	size_t park = t_park_trims(0);	/* trims past the slots: straight to the GPs */
 
-	memset(&x, 0, sizeof(x));
-	x.ma = &ma;
-	x.n = XOBJS_MAX;
-	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
-	run_on_thread(produce, &x);
-	irq_work_flush();
+	produce_on_new_cache(&ma, &x, XOBJS_MAX);
 	producer = t_cache(&ma, 0, PRODUCER_CPU);
 	consumer = t_cache(&ma, 0, CONSUMER_CPU);
 	frees0 = atomic_load(&producer->backend_frees);
