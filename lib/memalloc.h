@@ -85,8 +85,9 @@ struct bpf_mem_cache {
 	 * publishes the chain (release).  A chain: NULL-terminated,
 	 * reuse_cnt[i] objects.  The owner takes it: exchange to REUSE_BUSY
 	 * (acquire), read the count, release store of NULL.  The RCU stage
-	 * may also claim a chain with a CAS from it to REUSE_BUSY, to put its
-	 * own in front (reuse_merge()) --- */
+	 * and another CPU's trim (any context) may also claim a chain with a
+	 * CAS from it to REUSE_BUSY, read the count then, and publish their
+	 * own in front of it (reuse_merge()) --- */
 	_Atomic(struct llist_node *) reuse_chain[REUSE_SLOTS] ____cacheline_aligned;
 	_Atomic int reuse_cnt[REUSE_SLOTS];
 	/* the owner's *_free_rcu batches on their way to the RCU stage, one
@@ -152,9 +153,11 @@ struct bpf_mem_cache {
 	struct kmem_cache *slab;
 
 	/* owner, inside the critical section (NULL-terminated, parked_cnt
-	 * long): trims that found every reuse slot of their tgt taken, taken
-	 * back whole, count included, when the list runs dry (trims past
-	 * TRIM_PARK_MAX go to trim_llist instead); and the rest of a chain too
+	 * long): trims of its own objects (or of ones borrowed from the shared
+	 * CPU) that found every reuse slot of their tgt taken, taken back
+	 * whole, count included, when the list runs dry (trims past
+	 * TRIM_PARK_MAX go to trim_llist instead; another CPU's objects join
+	 * its ready chains first, see trim()); and the rest of a chain too
 	 * long to take at once, taken in pieces (take_ready) */
 	struct llist_node *parked;
 };
