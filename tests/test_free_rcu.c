@@ -541,7 +541,8 @@ static void test_free_rcu_reentering_the_owner_goes_to_the_atomic_list(void **st
 /*
  * Frees batched behind a callback already in flight wait for a grace period
  * of their own.  Reader A holds the grace period of p0's callback, reader B
- * enters after that grace period began, p1 is freed behind the callback,
+ * enters after that grace period began, p1 is freed behind the callback
+ * and handed on to the RCU stage (rcu_out, where the callback finds it),
  * then A leaves: p0's grace period can end, p1's cannot while B is inside,
  * so no allocation may return p1.  The precondition, p0's grace period
  * ending while B is inside, shows as p0 coming back (after their RCU grace
@@ -560,7 +561,8 @@ static void test_free_rcu_batched_behind_callback_in_flight_waits_for_own_gp(voi
 
 	assert_int_equal(bpf_mem_alloc_init(&ma, 64, false), 0);
 	for (; rounds < BEHIND_ROUNDS && !got_there; rounds++) {
-		void *p0 = cache_alloc_flushed(&ma), *p1 = cache_alloc_flushed(&ma);
+		void *p0 = cache_alloc_flushed(&ma), *p1 = cache_alloc_flushed(&ma), *q;
+		struct bpf_mem_cache *c = t_cache(&ma, 0, 0);
 		struct t_reader *a, *b;
 		int n = 0, seen_p0_at = -1;
 		double deadline;
@@ -569,9 +571,18 @@ static void test_free_rcu_batched_behind_callback_in_flight_waits_for_own_gp(voi
 		a = t_reader_enter(false);
 		bpf_mem_cache_free_rcu(&ma, p0);
 		irq_work_flush();	/* p0's callback is queued; A holds its grace period */
+		assert_int_equal(atomic_load(&c->call_rcu_in_progress), 1);
 		nanosleep(&settle, NULL);	/* and the grace period has begun */
 		b = t_reader_enter(false);
 		bpf_mem_cache_free_rcu(&ma, p1);	/* batched behind the callback */
+		/* the owner's slow path hands p1 on to the RCU stage while p0's
+		 * callback is still held by A: p1 is on rcu_out when it runs */
+		c->alloc_floor = t_free_cnt(c);
+		q = bpf_mem_cache_alloc(&ma);
+		assert_non_null(q);
+		assert_int_equal(rcu_out_count(c), 1);
+		assert_int_equal(atomic_load(&c->call_rcu_in_progress), 1);
+		bpf_mem_cache_free(&ma, q);
 		irq_work_flush();
 		t_reader_leave(a);
 
