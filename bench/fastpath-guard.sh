@@ -69,7 +69,7 @@ check() {
 	ref=$(per_pair limit) || exit 1
 	echo "fastpath-guard: limit$2 $ref instructions per alloc+free" \
 		"(the reference: a thread-local free list, bench/limit.h)"
-	for mode in cache any; do
+	for mode in cache any any-var; do
 		key="${mode}$2_pair"
 		budget=$(awk -v k="$key" '$1 == k { print $2 }' "$budget_file")
 		if [ -z "$budget" ]; then

@@ -27,33 +27,40 @@
 
 #define WARM 64
 
+enum mode { LIMIT, CACHE, ANY, ANY_VAR };
+
 static struct bpf_mem_alloc ma;
-static bool any, limit;
+static enum mode mode;
+/* any-var's size: one the compiler does not know, as a runtime's object
+ * sizes are (the other modes ask for a constant 64 bytes) */
+static volatile size_t var_size = 64;
 
-static inline void *alloc_one(void)
-{
-	if (limit)
-		return LIMIT_ALLOC(64);
-	return any ? bpf_mem_alloc(&ma, 64) : bpf_mem_cache_alloc(&ma);
-}
-
-static inline void free_one(void *p)
-{
-	if (limit)
-		LIMIT_FREE(p);
-	else if (any)
-		bpf_mem_free(&ma, p);
-	else
-		bpf_mem_cache_free(&ma, p);
-}
+/* One loop per mode, chosen once per call: the count of each is its own
+ * alloc+free, its one-byte write and the loop, and a constant size stays a
+ * constant for the inlined calls. */
+#define PAIRS(ALLOC, FREE)						\
+	for (long i = 0; i < n; i++) {					\
+		void *p = ALLOC;					\
+									\
+		*(volatile char *)p = 1;				\
+		FREE;							\
+	}
 
 __attribute__((noinline)) void run_pairs(long n)
 {
-	for (long i = 0; i < n; i++) {
-		void *p = alloc_one();
-
-		*(volatile char *)p = 1;
-		free_one(p);
+	switch (mode) {
+	case LIMIT:
+		PAIRS(LIMIT_ALLOC(64), LIMIT_FREE(p))
+		break;
+	case CACHE:
+		PAIRS(bpf_mem_cache_alloc(&ma), bpf_mem_cache_free(&ma, p))
+		break;
+	case ANY:
+		PAIRS(bpf_mem_alloc(&ma, 64), bpf_mem_free(&ma, p))
+		break;
+	case ANY_VAR:
+		PAIRS(bpf_mem_alloc(&ma, var_size), bpf_mem_free(&ma, p))
+		break;
 	}
 }
 
@@ -62,36 +69,44 @@ int main(int argc, char **argv)
 	void *warm[WARM];
 	long n;
 
-	if (argc != 3 || (strcmp(argv[1], "cache") && strcmp(argv[1], "any") &&
-			  strcmp(argv[1], "limit"))) {
-		fprintf(stderr, "usage: %s cache|any|limit N\n", argv[0]);
+	static const char *const names[] = {
+		[LIMIT] = "limit", [CACHE] = "cache", [ANY] = "any", [ANY_VAR] = "any-var",
+	};
+
+	for (mode = LIMIT; mode <= ANY_VAR; mode++)
+		if (argc == 3 && !strcmp(argv[1], names[mode]))
+			break;
+	if (mode > ANY_VAR) {
+		fprintf(stderr, "usage: %s limit|cache|any|any-var N\n", argv[0]);
 		return 2;
 	}
-	any = !strcmp(argv[1], "any");
 	n = atol(argv[2]);
-	if (!strcmp(argv[1], "limit")) {
+	if (mode == LIMIT) {
 		/* the reference the budget is read against, not checked */
-		limit = true;
 		limit_prefill(256);
 		run_pairs(1000);
 		run_pairs(n);
 		return 0;
 	}
-	if (bpfmem_thread_attach(0, 0) || bpf_mem_alloc_init(&ma, any ? 0 : 64, false)) {
+	if (bpfmem_thread_attach(0, 0) || bpf_mem_alloc_init(&ma, mode == CACHE ? 64 : 0, false)) {
 		fprintf(stderr, "init failed\n");
 		return 1;
 	}
 	/* fill this CPU's list to well above the low watermark */
 	for (int i = 0; i < WARM; i++) {
-		while (!(warm[i] = any ? bpf_mem_alloc(&ma, 64)
+		while (!(warm[i] = mode != CACHE ? bpf_mem_alloc(&ma, 64)
 				       : bpf_mem_cache_alloc_flags(&ma, BPFMEM_GFP_KERNEL))) {
 			struct timespec ts = { 0, 1000000 };
 
 			nanosleep(&ts, NULL);	/* the refill thread is on its way */
 		}
 	}
-	for (int i = 0; i < WARM; i++)
-		free_one(warm[i]);
+	for (int i = 0; i < WARM; i++) {
+		if (mode == CACHE)
+			bpf_mem_cache_free(&ma, warm[i]);
+		else
+			bpf_mem_free(&ma, warm[i]);
+	}
 	run_pairs(1000);	/* warm; counted too, cancelled by the N vs 2N difference */
 	run_pairs(n);
 	bpf_mem_alloc_destroy(&ma);

@@ -220,9 +220,10 @@ const char *bpfmem_version(void);
  * that go through the inlined code skip the checks of a BPFMEM_DEBUG
  * library: debug without BPFMEM_INLINE.
  *
- * The inlined code reads the library's per-thread CPU and the first fields
- * of its caches, so that layout is frozen and versioned: it is reached only
- * through the thread variable named after BPFMEM_FAST_ABI.  A program built
+ * The inlined code reads the library's per-thread CPU, its table of size
+ * classes and the first fields of its caches, so that layout is frozen and
+ * versioned: it is reached only through the two symbols named after
+ * BPFMEM_FAST_ABI.  A program built
  * against one layout and run against a library with another fails at
  * start-up (the dynamic linker finds no such symbol) instead of corrupting
  * memory.  The library checks this section against its own structs at
@@ -230,9 +231,13 @@ const char *bpfmem_version(void);
  */
 #define BPFMEM_FAST_ABI			3
 #define BPFMEM_FAST_THIS_CPU		bpfmem_fast_abi3_this_cpu
+#define BPFMEM_FAST_CLASS_OFF		bpfmem_fast_abi3_class_off
 #define BPFMEM_FAST_CPU_STRIDE		65536	/* between two virtual CPUs' copies of an area */
 #define BPFMEM_FAST_CLASS_SIZE		384	/* one size class within those */
 #define BPFMEM_FAST_HDR			8	/* header before each object */
+/* the calls a program inlines, wherever it makes them: also what lets a
+ * size the compiler knows fold to its class */
+#define _BPFMEM_ALWAYS_INLINE		static inline __attribute__((always_inline))
 
 /*
  * The first fields of a virtual CPU's cache, owned by the thread on that CPU
@@ -264,8 +269,18 @@ struct bpfmem_fast_cache {
  */
 extern __thread long bpfmem_fast_abi3_this_cpu __attribute__((tls_model("initial-exec")));
 
-/* Size class of `size` bytes (header included), 1 <= size <= 4096+8: the
- * kernel's order 96, 192, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096. */
+/*
+ * Offset of the size class of `size` bytes (header included, 1 <= size <=
+ * 4096) within a virtual CPU's caches, at [(size + 7) / 8]: the kernel's
+ * classes, in its order 96, 192, 16, 32, 64, 128, 256, 512, 1024, 2048,
+ * 4096, BPFMEM_FAST_CLASS_SIZE apart.  The library's one definition of the
+ * classes, its own calls look them up there too; read-only.
+ */
+extern const unsigned short bpfmem_fast_abi3_class_off[BPFMEM_ALLOC_SIZE_MAX / 8 + 1];
+
+/* The same classes computed, for a size the compiler knows: it folds this
+ * to a constant where the table would cost a load (the library's tests
+ * check that both agree at every size). */
 static inline int _bpfmem_size_class(size_t size)
 {
 	static const unsigned char idx[24] = {
@@ -276,6 +291,14 @@ static inline int _bpfmem_size_class(size_t size)
 	if (size <= 192)
 		return idx[(size - 1) / 8];
 	return 30 - __builtin_clz((unsigned int)(size - 1));
+}
+
+/* Offset of the class of `size` bytes, header included (1 <= size <= 4096). */
+_BPFMEM_ALWAYS_INLINE size_t _bpfmem_class_off_of(size_t size)
+{
+	if (__builtin_constant_p(size))
+		return (size_t)_bpfmem_size_class(size) * BPFMEM_FAST_CLASS_SIZE;
+	return BPFMEM_FAST_CLASS_OFF[(size + 7) / 8];
 }
 
 /* Inside `active`: one object off the list, or NULL (at the floor, or a
@@ -351,7 +374,7 @@ static inline size_t _bpfmem_class_off(const void *area, const void *ptr)
 }
 
 #ifdef BPFMEM_INLINE
-static inline void *_bpfmem_inline_cache_alloc(struct bpf_mem_alloc *ma)
+_BPFMEM_ALWAYS_INLINE void *_bpfmem_inline_cache_alloc(struct bpf_mem_alloc *ma)
 {
 	long cpu = BPFMEM_FAST_THIS_CPU;
 
@@ -363,7 +386,7 @@ static inline void *_bpfmem_inline_cache_alloc(struct bpf_mem_alloc *ma)
 	return (bpf_mem_cache_alloc)(ma);
 }
 
-static inline void _bpfmem_inline_cache_free(struct bpf_mem_alloc *ma, void *ptr)
+_BPFMEM_ALWAYS_INLINE void _bpfmem_inline_cache_free(struct bpf_mem_alloc *ma, void *ptr)
 {
 	long cpu = BPFMEM_FAST_THIS_CPU;
 
@@ -373,14 +396,13 @@ static inline void _bpfmem_inline_cache_free(struct bpf_mem_alloc *ma, void *ptr
 	(bpf_mem_cache_free)(ma, ptr);
 }
 
-static inline void *_bpfmem_inline_alloc(struct bpf_mem_alloc *ma, size_t size)
+_BPFMEM_ALWAYS_INLINE void *_bpfmem_inline_alloc(struct bpf_mem_alloc *ma, size_t size)
 {
 	long cpu = BPFMEM_FAST_THIS_CPU;
 
 	if (ma && ma->caches && !ma->percpu &&
 	    size - 1 < BPFMEM_ALLOC_SIZE_MAX - BPFMEM_FAST_HDR) {
-		size_t off = (size_t)_bpfmem_size_class(size + BPFMEM_FAST_HDR) *
-			     BPFMEM_FAST_CLASS_SIZE;
+		size_t off = _bpfmem_class_off_of(size + BPFMEM_FAST_HDR);
 		void *p = _bpfmem_fast_alloc(_bpfmem_fast_cache(ma->caches, off, cpu));
 		if (p)
 			return p;
@@ -388,7 +410,7 @@ static inline void *_bpfmem_inline_alloc(struct bpf_mem_alloc *ma, size_t size)
 	return (bpf_mem_alloc)(ma, size);
 }
 
-static inline void _bpfmem_inline_free(struct bpf_mem_alloc *ma, void *ptr)
+_BPFMEM_ALWAYS_INLINE void _bpfmem_inline_free(struct bpf_mem_alloc *ma, void *ptr)
 {
 	long cpu = BPFMEM_FAST_THIS_CPU;
 

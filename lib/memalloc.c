@@ -53,25 +53,36 @@
 
 const int bpf_mem_sizes[NUM_CACHES] = { 96, 192, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096 };
 
+#define CLS(idx)	((unsigned short)CACHE_OFF(idx))
+
+/*
+ * The size classes, exported for inlined calls (<bpfmem.h>): [i] holds the
+ * offset of the class of sizes 8 * i - 7 .. 8 * i, header included.  The
+ * library reads it under a local name, a PC-relative address: the exported
+ * one is reached through the GOT, as a program may hold a copy of it.
+ */
+static const unsigned short class_off_of[BPF_MEM_ALLOC_SIZE_MAX / 8 + 1] = {
+	[1 ... 2] = CLS(2),		/* 16 */
+	[3 ... 4] = CLS(3),		/* 32 */
+	[5 ... 8] = CLS(4),		/* 64 */
+	[9 ... 12] = CLS(0),		/* 96 */
+	[13 ... 16] = CLS(5),		/* 128 */
+	[17 ... 24] = CLS(1),		/* 192 */
+	[25 ... 32] = CLS(6),		/* 256 */
+	[33 ... 64] = CLS(7),		/* 512 */
+	[65 ... 128] = CLS(8),		/* 1024 */
+	[129 ... 256] = CLS(9),		/* 2048 */
+	[257 ... 512] = CLS(10),	/* 4096 */
+};
+#undef CLS
+extern __public const unsigned short bpfmem_fast_abi3_class_off[BPF_MEM_ALLOC_SIZE_MAX / 8 + 1]
+	__attribute__((alias("class_off_of")));
+
 static __always_inline int bpf_mem_cache_idx(size_t size)
 {
 	if (!size || size > BPF_MEM_ALLOC_SIZE_MAX)
 		return -1;
-	return _bpfmem_size_class(size);	/* <bpfmem.h>: shared with inlined calls */
-}
-
-/*
- * bpf_mem_alloc's class lookup in one load: the offset of the class of
- * `size` bytes (header included) at [(size + 7) / 8], every class a
- * multiple of 8.  Filled at load time from _bpfmem_size_class(), the one
- * definition of the classes; read-only afterwards.
- */
-static uint16_t class_off_of[BPF_MEM_ALLOC_SIZE_MAX / 8 + 1];
-
-static void class_off_fill(void)
-{
-	for (size_t i = 1; i < ARRAY_SIZE(class_off_of); i++)
-		class_off_of[i] = (uint16_t)CACHE_OFF(bpf_mem_cache_idx(i * 8));
+	return (int)(class_off_of[(size + 7) / 8] / CACHE_OFF(1));
 }
 
 /*
@@ -1958,7 +1969,6 @@ static struct fork_notifier memalloc_fork = {
  * coming online or a fork. */
 __attribute__((constructor)) static void memalloc_register(void)
 {
-	class_off_fill();
 	register_cpu_online_notifier(&memalloc_cpuhp);
 	register_rcu_pending_query(&memalloc_rcu_pending);
 	register_fork_notifier(&memalloc_fork);

@@ -115,6 +115,46 @@ static void test_inline_any_size_picks_the_librarys_class_for_every_size(void **
 	}
 }
 
+/* The table the library and inlined calls look classes up in, and the
+ * function the compiler folds for a size it knows, at every size. */
+static void test_class_table_and_folded_class_agree_at_every_size(void **state)
+{
+	(void)state;
+	for (size_t size = 1; size <= BPFMEM_ALLOC_SIZE_MAX; size++)
+		assert_int_equal((size_t)_bpfmem_size_class(size) * BPFMEM_FAST_CLASS_SIZE,
+				 BPFMEM_FAST_CLASS_OFF[(size + 7) / 8]);
+}
+
+/* Sizes the compiler knows (the folded class), at the edges of every class:
+ * the inlined call picks the class the library picks. */
+#define EDGE_SIZES(X)								\
+	X(1) X(8) X(9) X(24) X(25) X(56) X(57) X(88) X(89) X(120) X(121)	\
+	X(184) X(185) X(248) X(249) X(504) X(505) X(1016) X(1017) X(2040)	\
+	X(2041) X(4088)
+#define CHECK_EDGE(n)								\
+	do {									\
+		void *in = bpf_mem_alloc(&any_ma, (n));				\
+		void *out = (bpf_mem_alloc)(&any_ma, (size_t)edge[i++]);	\
+										\
+		assert_non_null(in);						\
+		assert_non_null(out);						\
+		assert_int_equal(class_of(in), class_of(out));			\
+		bpf_mem_free(&any_ma, in);					\
+		bpf_mem_free(&any_ma, out);					\
+	} while (0);
+#define EDGE_VALUE(n) (n),
+
+static void test_inline_any_size_with_a_constant_size_picks_the_librarys_class(void **state)
+{
+	/* volatile: the library's call gets sizes the compiler does not know */
+	static volatile int edge[] = { EDGE_SIZES(EDGE_VALUE) };
+	int i = 0;
+
+	(void)state;
+	EDGE_SIZES(CHECK_EDGE)
+	assert_int_equal(i, sizeof(edge) / sizeof(edge[0]));
+}
+
 static void test_inline_bad_input_gives_what_the_library_gives(void **state)
 {
 	static struct bpf_mem_alloc zeroed, percpu;
@@ -274,6 +314,8 @@ int main(void)
 		cmocka_unit_test(test_inline_alloc_takes_the_head_of_this_cpus_list),
 		cmocka_unit_test(test_inline_and_library_calls_share_one_lifo_list),
 		cmocka_unit_test(test_inline_any_size_picks_the_librarys_class_for_every_size),
+		cmocka_unit_test(test_class_table_and_folded_class_agree_at_every_size),
+		cmocka_unit_test(test_inline_any_size_with_a_constant_size_picks_the_librarys_class),
 		cmocka_unit_test(test_inline_bad_input_gives_what_the_library_gives),
 		cmocka_unit_test(test_inline_leaves_a_cache_held_by_this_thread_to_the_library),
 		cmocka_unit_test(test_inline_calls_keep_the_librarys_watermarks),

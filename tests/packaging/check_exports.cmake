@@ -41,12 +41,13 @@ foreach(c IN LISTS calls)
     list(APPEND header_syms "${c}")
   endif()
 endforeach()
-# and every variable it declares extern (the thread variable of inlined fast paths)
-string(REGEX MATCHALL "extern[^;(]*[ \t\n](bpf_mem_|bpfmem_)[A-Za-z0-9_]*[ \t\n]*(__attribute__|;)"
+# and every variable it declares extern (the thread variable and the class
+# table of inlined fast paths)
+string(REGEX MATCHALL "extern[^;(]*[ \t\n](bpf_mem_|bpfmem_)[A-Za-z0-9_]*[ \t\n]*(__attribute__|;|\\[)"
        externs "${header}")
 foreach(e IN LISTS externs)
-  string(REGEX MATCH "(bpf_mem_|bpfmem_)[A-Za-z0-9_]*[ \t\n]*(__attribute__|;)$" v "${e}")
-  string(REGEX REPLACE "[ \t\n]*(__attribute__|;)$" "" v "${v}")
+  string(REGEX MATCH "(bpf_mem_|bpfmem_)[A-Za-z0-9_]*[ \t\n]*(__attribute__|;|\\[)$" v "${e}")
+  string(REGEX REPLACE "[ \t\n]*(__attribute__|;|\\[)$" "" v "${v}")
   list(APPEND header_syms "${v}")
 endforeach()
 list(REMOVE_DUPLICATES header_syms)

@@ -2,8 +2,9 @@
 /*
  * Link-time stand-in for a future libbpfmem.so.0 whose fast-path layout is
  * the next BPFMEM_FAST_ABI: what inline_consumer.c uses, and that layout's
- * thread variable (FUTURE_THIS_CPU, named by the build).  Never loaded: at
- * run time the program gets this tree's library.
+ * thread variable and class table (FUTURE_THIS_CPU, FUTURE_CLASS_OFF, named
+ * by the build).  Never loaded: at run time the program gets this tree's
+ * library.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 struct bpf_mem_alloc;
 
 __thread long FUTURE_THIS_CPU __attribute__((tls_model("initial-exec")));
+const unsigned short FUTURE_CLASS_OFF[4096 / 8 + 1];
 
 int bpfmem_thread_attach(int cpu, unsigned int flags)
 {
