@@ -3,6 +3,13 @@
  * The limit's out-of-line entry points and its growth (see limit.h).  This
  * file is its own translation unit and the entry points are noinline, so the
  * "limit" row pays a call as the library's rows do.
+ *
+ * Where these two functions land in the binary matters on some hosts: on
+ * the 2-CPU EPYC VM of doc/PERFORMANCE.md, a change elsewhere in the bench
+ * that moved them by 112 bytes took the row's 64-byte pair from 3.7 to
+ * 6.0-6.5 ns (fast group), and aligning them to 32 or 64 bytes kept it at
+ * 5.8-6.8.  A ratio against the limit can move that much from one build
+ * of the bench to the next with no change in the library.
  */
 #include <stdlib.h>
 
