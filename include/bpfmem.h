@@ -273,8 +273,8 @@ extern __thread long bpfmem_fast_abi3_this_cpu __attribute__((tls_model("initial
  * Offset of the size class of `size` bytes (header included, 1 <= size <=
  * 4096) within a virtual CPU's caches, at [(size + 7) / 8]: the kernel's
  * classes, in its order 96, 192, 16, 32, 64, 128, 256, 512, 1024, 2048,
- * 4096, BPFMEM_FAST_CLASS_SIZE apart.  The library's one definition of the
- * classes, its own calls look them up there too; read-only.
+ * 4096, BPFMEM_FAST_CLASS_SIZE apart.  The library's own calls look classes
+ * up there too; read-only.
  */
 extern const unsigned short bpfmem_fast_abi3_class_off[BPFMEM_ALLOC_SIZE_MAX / 8 + 1];
 
