@@ -168,7 +168,11 @@ medians over repetitions and the paired "x limit" ratios are there to keep this 
 comparisons. How far apart the repetitions of this run were is measured, not assumed: the
 table below gives, for the headline metric of every scenario, the fastest and slowest
 repetition of each row (`performance/bench.json` keeps every repetition). Read a difference
-between two rows that is smaller than their spread as noise.
+between two rows that is smaller than their spread as noise. Code layout also moves a row from
+one build to the next: a change elsewhere in the bench that moved the limit's two functions by
+112 bytes took its 64-byte pair from 3.7 to 6.0-6.5 ns (`bench/limit.c`), so a ratio against
+the limit, and a target read against it, can change between builds with no change in the
+library.
 
 ## The run
 
